@@ -1,0 +1,284 @@
+"""Argument normalisation, validation and output-size math: the one place for all of it.
+
+Every public op turns its arguments into a :class:`Geometry` here, and every algorithm
+(reference or CUDA) reads sizes, padding, stride and dilation from that object alone.
+
+Notation (per spatial axis): input size ``n``, kernel size ``k``, stride ``s``,
+dilation ``d``, padding ``lo``/``hi``. The kernel spans ``d*(k-1) + 1`` input cells
+and the output size is::
+
+    out = floor((n + lo + hi - d*(k-1) - 1) / s) + 1
+"""
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._backend import get_array_module
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Sizes of one sliding-window op along its spatial axes.
+
+    ``in_size`` is the unpadded input, ``pad`` holds ``(lo, hi)`` per axis and
+    ``out_size`` the number of window positions per axis.
+    """
+
+    in_size: tuple
+    kernel: tuple
+    stride: tuple
+    dilation: tuple
+    pad: tuple
+    out_size: tuple
+
+    @property
+    def nd(self) -> int:
+        return len(self.in_size)
+
+    @property
+    def padded_size(self) -> tuple:
+        return tuple(n + lo + hi for n, (lo, hi) in zip(self.in_size, self.pad))
+
+    @property
+    def span(self) -> tuple:
+        """Input cells covered by one (dilated) window, per axis."""
+        return tuple(d * (k - 1) + 1 for k, d in zip(self.kernel, self.dilation))
+
+
+# ----------------------------------------------------------------------------- scalars
+
+def _is_int(v) -> bool:
+    return isinstance(v, (numbers.Integral, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+
+def ntuple(value, nd: int, name: str, minimum: int | None = None) -> tuple:
+    """An int or a sequence of ``nd`` ints -> tuple of ``nd`` Python ints."""
+    if _is_int(value):
+        out = (int(value),) * nd
+    elif isinstance(value, (tuple, list)):
+        if len(value) != nd:
+            raise ValueError(f"{name} must be an int or {nd} ints (one per spatial dim), got {value!r}")
+        if not all(_is_int(v) for v in value):
+            raise TypeError(f"{name} must hold ints, got {value!r}")
+        out = tuple(int(v) for v in value)
+    else:
+        raise TypeError(f"{name} must be an int or a tuple of {nd} ints, got {type(value).__name__} {value!r}")
+    if minimum is not None and any(v < minimum for v in out):
+        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+    return out
+
+
+def positive_int(value, name: str) -> int:
+    if not _is_int(value):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value!r}")
+    return int(value)
+
+
+# ----------------------------------------------------------------------------- padding
+
+PADDING_STRINGS = ("valid", "same", "full")
+
+
+def same_padding(n: int, k: int, s: int, d: int) -> tuple:
+    """TensorFlow/PyTorch ``"same"``: output ``ceil(n/s)``, the odd extra cell at the end."""
+    total = max((math.ceil(n / s) - 1) * s + d * (k - 1) + 1 - n, 0)
+    return (total // 2, total - total // 2)
+
+
+def parse_padding(padding, nd: int, *, kernel=None, stride=None, dilation=None, in_size=None,
+                  allow_strings: bool = True, name: str = "padding") -> tuple:
+    """Normalise ``padding`` to ``((lo, hi),) * nd``.
+
+    Accepts an int, ``nd`` ints, ``nd`` ``(lo, hi)`` pairs, or (when ``allow_strings``)
+    ``"valid"``, ``"same"`` (output ``ceil(n/s)``) and ``"full"`` (``d*(k-1)`` each side).
+    """
+    if isinstance(padding, str):
+        if not allow_strings:
+            raise ValueError(f"{name} must be an int, per-dim ints or (lo, hi) pairs here, got {padding!r}")
+        if padding == "valid":
+            return ((0, 0),) * nd
+        if padding == "same":
+            return tuple(same_padding(n, k, s, d) for n, k, s, d in zip(in_size, kernel, stride, dilation))
+        if padding == "full":
+            return tuple((d * (k - 1),) * 2 for k, d in zip(kernel, dilation))
+        raise ValueError(f"{name} string must be one of {PADDING_STRINGS}, got {padding!r}")
+    if isinstance(padding, (tuple, list)) and any(isinstance(p, (tuple, list)) for p in padding):
+        if len(padding) != nd or not all(isinstance(p, (tuple, list)) and len(p) == 2 for p in padding):
+            raise ValueError(f"{name} as pairs must be {nd} (lo, hi) pairs, got {padding!r}")
+        pairs = tuple(ntuple(tuple(p), 2, name, minimum=0) for p in padding)
+    else:
+        pairs = tuple((p, p) for p in ntuple(padding, nd, name, minimum=0))
+    return pairs
+
+
+# ----------------------------------------------------------------------------- sizes
+
+def out_size(n: int, k: int, s: int, d: int, lo: int, hi: int, ceil_mode: bool = False) -> int:
+    """Window positions along one axis; with ``ceil_mode`` the last partial window counts
+    unless it would start inside the right padding (PyTorch's pooling rule)."""
+    span = d * (k - 1) + 1
+    avail = n + lo + hi - span
+    if avail < 0:
+        return 0
+    if ceil_mode:
+        out = -(-avail // s) + 1
+        if (out - 1) * s >= n + lo:
+            out -= 1
+        return out
+    return avail // s + 1
+
+
+def make_geometry(in_size, kernel, stride, dilation, pad, *, ceil_mode=False, what="input") -> Geometry:
+    outs = tuple(out_size(n, k, s, d, lo, hi, ceil_mode)
+                 for n, k, s, d, (lo, hi) in zip(in_size, kernel, stride, dilation, pad))
+    if any(o < 1 for o in outs):
+        span = tuple(d * (k - 1) + 1 for k, d in zip(kernel, dilation))
+        padded = tuple(n + lo + hi for n, (lo, hi) in zip(in_size, pad))
+        raise ValueError(f"kernel larger than the padded {what}: padded {what} spatial size {padded}, "
+                         f"dilated kernel size {span} (kernel {tuple(kernel)}, dilation {tuple(dilation)})")
+    return Geometry(tuple(in_size), tuple(kernel), tuple(stride), tuple(dilation), tuple(pad), outs)
+
+
+# ----------------------------------------------------------------------------- arrays
+
+def check_array(x, name: str, xp=None):
+    """``x`` must be a float32/float64 NumPy or CuPy array (of module ``xp`` if given)."""
+    mod = get_array_module(x, name=name)
+    if xp is not None and mod is not xp:
+        raise TypeError(f"{name} is a {mod.__name__} array but the other operands are {xp.__name__} arrays; "
+                        "move them to one device first")
+    if x.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{name} must be float32 or float64, got dtype {x.dtype}")
+    return mod
+
+
+def check_ndim(x, nd: int, name: str, layout: str = "(N, C, *spatial)"):
+    if x.ndim != nd + 2:
+        raise ValueError(f"{name} must have {nd + 2} dims {layout} for a {nd}-d op, got shape {tuple(x.shape)}")
+
+
+def check_same_dtype(ref, other, ref_name: str, name: str):
+    if other.dtype != ref.dtype:
+        raise TypeError(f"{name} has dtype {other.dtype} but {ref_name} has dtype {ref.dtype}; "
+                        "cast one so they match")
+
+
+def check_shape(a, expected: tuple, name: str, why: str = ""):
+    if tuple(a.shape) != tuple(expected):
+        raise ValueError(f"{name} must have shape {tuple(expected)}{why}, got {tuple(a.shape)}")
+
+
+# ----------------------------------------------------------------------------- conv family
+
+@dataclass(frozen=True)
+class ConvArgs:
+    """A validated convolution: its geometry plus the channel bookkeeping."""
+
+    geom: Geometry
+    batch: int
+    in_channels: int
+    out_channels: int
+    groups: int
+
+    @property
+    def nd(self) -> int:
+        return self.geom.nd
+
+
+def conv_args(x, w, b, stride, padding, dilation, groups, nd: int) -> ConvArgs:
+    """Validate a forward convolution ``x (N, C, *n)``, ``w (K, C/groups, *k)``, ``b (K,)``."""
+    xp = check_array(x, "x")
+    check_array(w, "w", xp)
+    check_same_dtype(x, w, "x", "w")
+    args = conv_shape_args(tuple(x.shape), tuple(w.shape), stride, padding, dilation, groups, nd)
+    if b is not None:
+        check_array(b, "b", xp)
+        check_same_dtype(x, b, "x", "b")
+        check_shape(b, (args.out_channels,), "b", f" (one bias per output channel of w {tuple(w.shape)})")
+    return args
+
+
+def conv_shape_args(x_shape, w_shape, stride, padding, dilation, groups, nd: int) -> ConvArgs:
+    """The shape checks and geometry of :func:`conv_args`, from shapes alone."""
+    if len(x_shape) != nd + 2:
+        raise ValueError(f"x must have {nd + 2} dims (N, C, *spatial) for a {nd}-d op, got shape {x_shape}")
+    if len(w_shape) != nd + 2:
+        raise ValueError(f"w must have {nd + 2} dims (K, C/groups, *kernel) for a {nd}-d op, got shape {w_shape}")
+    groups = positive_int(groups, "groups")
+    n_batch, c = x_shape[:2]
+    k_out, c_per_group = w_shape[:2]
+    if c % groups:
+        raise ValueError(f"groups={groups} must divide the input channels C={c} (x shape {x_shape})")
+    if k_out % groups:
+        raise ValueError(f"groups={groups} must divide the output channels K={k_out} (w shape {w_shape})")
+    if c_per_group != c // groups:
+        raise ValueError(f"channel mismatch: x has C={c} channels, so with groups={groups} w must have "
+                         f"C/groups={c // groups} in dim 1; got x shape {x_shape}, w shape {w_shape}")
+    kernel = tuple(int(k) for k in w_shape[2:])
+    if any(k < 1 for k in kernel):
+        raise ValueError(f"kernel sizes must be >= 1, got w shape {w_shape}")
+    stride = ntuple(stride, nd, "stride", minimum=1)
+    dilation = ntuple(dilation, nd, "dilation", minimum=1)
+    in_size = tuple(int(v) for v in x_shape[2:])
+    pad = parse_padding(padding, nd, kernel=kernel, stride=stride, dilation=dilation, in_size=in_size)
+    geom = make_geometry(in_size, kernel, stride, dilation, pad)
+    return ConvArgs(geom, int(n_batch), int(c), int(k_out), groups)
+
+
+def conv_transpose_args(x, w, b, stride, padding, output_padding, groups, dilation, nd: int) -> ConvArgs:
+    """Validate a transposed convolution ``x (N, C_in, *n)``, ``w (C_in, C_out/groups, *k)``.
+
+    Returns the arguments of the *forward* convolution it is the adjoint of: that
+    convolution maps ``(N, C_out, *o)`` to ``(N, C_in, *n)`` with weight ``w``, where
+    ``o = (n-1)*s - lo - hi + d*(k-1) + output_padding + 1``.
+    """
+    xp = check_array(x, "x")
+    check_array(w, "w", xp)
+    check_same_dtype(x, w, "x", "w")
+    check_ndim(x, nd, "x")
+    check_ndim(w, nd, "w", "(C_in, C_out/groups, *kernel)")
+    groups = positive_int(groups, "groups")
+    n_batch, c_in = x.shape[:2]
+    if w.shape[0] != c_in:
+        raise ValueError(f"channel mismatch: x has C_in={c_in} channels but w has {w.shape[0]} in dim 0 "
+                         f"(x shape {tuple(x.shape)}, w shape {tuple(w.shape)})")
+    if c_in % groups:
+        raise ValueError(f"groups={groups} must divide the input channels C_in={c_in} (x shape {tuple(x.shape)})")
+    c_out = w.shape[1] * groups
+    kernel = tuple(int(k) for k in w.shape[2:])
+    if any(k < 1 for k in kernel):
+        raise ValueError(f"kernel sizes must be >= 1, got w shape {tuple(w.shape)}")
+    stride = ntuple(stride, nd, "stride", minimum=1)
+    dilation = ntuple(dilation, nd, "dilation", minimum=1)
+    pad = parse_padding(padding, nd, allow_strings=False)
+    opad = ntuple(output_padding, nd, "output_padding", minimum=0)
+    for op, s, d in zip(opad, stride, dilation):
+        if op >= max(s, d):
+            raise ValueError(f"output_padding {opad} must be smaller than stride {stride} or dilation {dilation}")
+    n_in = tuple(int(v) for v in x.shape[2:])
+    o = tuple((n - 1) * s - lo - hi + d * (k - 1) + op + 1
+              for n, s, (lo, hi), d, k, op in zip(n_in, stride, pad, dilation, kernel, opad))
+    if any(v < 1 for v in o):
+        raise ValueError(f"output size {o} of the transposed convolution is not positive "
+                         f"(x shape {tuple(x.shape)}, w shape {tuple(w.shape)}, padding {pad})")
+    geom = Geometry(o, kernel, stride, dilation, pad, n_in)
+    if b is not None:
+        check_array(b, "b", xp)
+        check_same_dtype(x, b, "x", "b")
+        check_shape(b, (c_out,), "b", f" (one bias per output channel C_out of w {tuple(w.shape)})")
+    return ConvArgs(geom, int(n_batch), int(c_out), int(c_in), groups)
+
+
+def check_grad_y(grad_y, x, expected_shape, name="grad_y"):
+    xp = get_array_module(x)
+    check_array(grad_y, name, xp)
+    check_same_dtype(x, grad_y, "x", name)
+    check_shape(grad_y, expected_shape, name, " (the forward output's shape)")

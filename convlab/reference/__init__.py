@@ -1,0 +1,7 @@
+"""The NumPy reference: readable implementations of chapter 9, written against an array
+module ``xp`` so that CuPy arrays run through the same code on the GPU.
+
+- :mod:`.windows`: the windowing primitive (padding, sliding windows, their adjoint).
+- :mod:`.naive`: the loop oracle (eq. 9.7/9.8 written out).
+- :mod:`.direct`, :mod:`.im2col`: the convolution algorithms.
+"""

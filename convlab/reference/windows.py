@@ -1,0 +1,76 @@
+"""The one windowing primitive: sliding windows over the padded input, and its adjoint.
+
+Convolution, locally connected and tiled layers and every pooling op read their input
+through :func:`windows` (all windows at once, a strided view) or :func:`tap_view` (one
+kernel tap at every output position); their input gradients scatter back through
+:func:`add_tap` and :func:`unpad`. Shapes, with ``nd`` spatial axes and the sizes held
+by a :class:`convlab._params.Geometry`::
+
+    pad(x)          (..., *n)              -> (..., *(n + lo + hi))
+    windows(xpad)   (..., *(n + lo + hi))  -> (..., *out, *k)       a view, no copy
+    tap_view(xpad)  (..., *(n + lo + hi))  -> (..., *out)           for one tap m
+
+Window ``j`` at tap ``m`` reads padded cell ``j*s + m*d`` on each axis.
+"""
+from __future__ import annotations
+
+import itertools
+
+from .._backend import as_strided, get_array_module
+
+
+def pad(x, geom, value=0.0):
+    """Pad the trailing ``geom.nd`` axes of ``x`` by ``geom.pad`` with ``value``."""
+    if not any(lo or hi for lo, hi in geom.pad):
+        return x
+    xp = get_array_module(x)
+    widths = [(0, 0)] * (x.ndim - geom.nd) + [tuple(p) for p in geom.pad]
+    return xp.pad(x, widths, mode="constant", constant_values=value)
+
+
+def unpad(xpad, geom):
+    """The inverse of :func:`pad` for gradients: crop the padding off (a view)."""
+    idx = (Ellipsis,) + tuple(slice(lo, lo + n) for n, (lo, _) in zip(geom.in_size, geom.pad))
+    return xpad[idx]
+
+
+def windows(xpad, geom):
+    """All windows of ``xpad``: a read-only view of shape ``(..., *out, *kernel)``."""
+    nd = geom.nd
+    lead = xpad.shape[:-nd]
+    sp = xpad.strides[-nd:]
+    shape = tuple(lead) + tuple(geom.out_size) + tuple(geom.kernel)
+    strides = (tuple(xpad.strides[:-nd]) + tuple(st * s for st, s in zip(sp, geom.stride))
+               + tuple(st * d for st, d in zip(sp, geom.dilation)))
+    return as_strided(xpad, shape, strides)
+
+
+def taps(geom):
+    """Every kernel tap ``m`` in row-major order."""
+    return itertools.product(*(range(k) for k in geom.kernel))
+
+
+def tap_index(tap, geom):
+    """Index of the padded cells that tap ``m`` reads at every output position."""
+    return (Ellipsis,) + tuple(slice(m * d, m * d + s * (o - 1) + 1, s)
+                               for m, d, s, o in zip(tap, geom.dilation, geom.stride, geom.out_size))
+
+
+def tap_view(xpad, tap, geom):
+    """``xpad[..., j*s + m*d]`` for all output positions ``j``: shape ``(..., *out)``."""
+    return xpad[tap_index(tap, geom)]
+
+
+def add_tap(gpad, values, tap, geom):
+    """Adjoint of :func:`tap_view`: ``gpad[..., j*s + m*d] += values[..., j]`` in place."""
+    gpad[tap_index(tap, geom)] += values
+
+
+def fold(grad_windows, geom, lead_shape):
+    """Adjoint of ``windows(pad(x))``: sum window gradients ``(..., *out, *k)`` back onto
+    the unpadded input ``(..., *n)`` (lead_shape gives the ``...``)."""
+    xp = get_array_module(grad_windows)
+    gpad = xp.zeros(tuple(lead_shape) + geom.padded_size, dtype=grad_windows.dtype)
+    for tap in taps(geom):
+        add_tap(gpad, grad_windows[(Ellipsis,) + tuple(tap)], tap, geom)
+    return unpad(gpad, geom)
