@@ -1,0 +1,202 @@
+"""conv forward against independent oracles: the loop oracle, the sparse matrix, SciPy, PyTorch."""
+import itertools
+import math
+
+import numpy as np
+import pytest
+import scipy.signal
+from oracles import tol, torch_or_none
+
+import convlab
+from convlab import conv1d, conv2d, conv3d
+
+CONV = {1: conv1d, 2: conv2d, 3: conv3d}
+ALGOS = ["direct", "im2col", "auto"]
+
+# (nd, x_shape, w_shape, params): odd sizes, stride > kernel, asymmetric pads, groups, dilation.
+CASES = [
+    (1, (2, 3, 11), (4, 3, 3), dict()),
+    (1, (1, 4, 9), (6, 2, 4), dict(stride=3, padding=(2,), dilation=2, groups=2)),
+    (1, (2, 2, 7), (2, 2, 2), dict(stride=4, padding=((3, 0),))),
+    (2, (2, 3, 7, 6), (4, 3, 3, 2), dict(stride=(2, 1), padding=1)),
+    (2, (1, 4, 8, 9), (6, 2, 3, 3), dict(padding="same", dilation=(2, 1), groups=2)),
+    (2, (2, 2, 5, 5), (3, 2, 2, 3), dict(padding="full", stride=3)),
+    (2, (1, 2, 6, 5), (2, 2, 6, 5), dict()),  # kernel as large as the input
+    (2, (1, 3, 5, 4), (3, 1, 3, 3), dict(padding=((2, 1), (0, 2)), groups=3, stride=(1, 2))),
+    (2, (1, 2, 4, 4), (2, 2, 3, 3), dict(padding="same", stride=2)),
+    (3, (1, 2, 5, 4, 6), (3, 2, 2, 3, 2), dict(stride=(1, 2, 2), padding=(1, 0, 1))),
+    (3, (2, 4, 4, 5, 3), (4, 2, 3, 2, 2), dict(padding="same", dilation=(1, 2, 1), groups=2)),
+]
+
+
+def _make(rng, x_shape, w_shape, dtype=np.float64):
+    x = rng.standard_normal(x_shape).astype(dtype)
+    w = rng.standard_normal(w_shape).astype(dtype)
+    b = rng.standard_normal(w_shape[0]).astype(dtype)
+    return x, w, b
+
+
+@pytest.mark.parametrize("algorithm", ALGOS)
+@pytest.mark.parametrize("nd,x_shape,w_shape,params", CASES)
+def test_matches_loop_oracle(nd, x_shape, w_shape, params, algorithm):
+    rng = np.random.default_rng(0)
+    x, w, b = _make(rng, x_shape, w_shape)
+    ref = CONV[nd](x, w, b, algorithm="naive", **params)
+    y = CONV[nd](x, w, b, algorithm=algorithm, **params)
+    assert y.shape == ref.shape
+    np.testing.assert_allclose(y, ref, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("algorithm", ["naive", "direct", "im2col"])
+@pytest.mark.parametrize("nd,x_shape,w_shape,params", CASES)
+def test_matches_sparse_matrix(nd, x_shape, w_shape, params, algorithm):
+    rng = np.random.default_rng(1)
+    x, w, _ = _make(rng, x_shape, w_shape)
+    m = convlab.conv_matrix(x_shape, w, **params)
+    y = CONV[nd](x, w, algorithm=algorithm, **params)
+    np.testing.assert_allclose(m @ x.ravel(), y.ravel(), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("algorithm", ALGOS)
+@pytest.mark.parametrize("nd,x_shape,w_shape,params", CASES)
+def test_matches_torch(nd, x_shape, w_shape, params, algorithm):
+    torch = torch_or_none()
+    if torch is None:
+        pytest.skip("PyTorch is not installed (optional oracle)")
+    import torch.nn.functional as F
+
+    rng = np.random.default_rng(2)
+    x, w, b = _make(rng, x_shape, w_shape)
+    pad = params.get("padding", 0)
+    if pad == "full":  # torch has no "full": give it the pairs the contract defines
+        dil = np.broadcast_to(params.get("dilation", 1), (nd,))
+        pad = tuple((int(d) * (k - 1),) * 2 for d, k in zip(dil, w_shape[2:]))
+    if isinstance(pad, tuple) and isinstance(pad[0], tuple):
+        # torch takes symmetric padding only: pad explicitly, then run valid.
+        widths = [(0, 0), (0, 0)] + list(pad)
+        xt = torch.tensor(np.pad(x, widths))
+        tparams = dict(params, padding=0)
+    else:
+        xt, tparams = torch.tensor(x), dict(params)
+    if tparams.get("padding") == "same" and any(s > 1 for s in np.atleast_1d(tparams.get("stride", 1))):
+        pytest.skip("torch rejects padding='same' with stride > 1")
+    fn = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}[nd]
+    ref = fn(xt, torch.tensor(w), torch.tensor(b), **tparams).numpy()
+    np.testing.assert_allclose(CONV[nd](x, w, b, algorithm=algorithm, **params), ref, rtol=1e-11, atol=1e-11)
+
+
+@pytest.mark.parametrize("mode", ["full", "valid", "same"])
+@pytest.mark.parametrize("flip", [False, True])
+@pytest.mark.parametrize("algorithm", ["naive", "direct", "im2col"])
+def test_single_channel_matches_scipy_2d(mode, flip, algorithm):
+    rng = np.random.default_rng(3)
+    img, ker = rng.standard_normal((9, 8)), rng.standard_normal((3, 5))
+    ref = (scipy.signal.convolve2d if flip else scipy.signal.correlate2d)(img, ker, mode=mode)
+    if mode == "same":
+        # SciPy centres with the odd extra cell at the start for flip=False; reach its rule with
+        # explicit (lo, hi) pairs, as the contract says.
+        pads = []
+        for k in ker.shape:
+            total = k - 1
+            lo = total - total // 2 if not flip else total // 2
+            pads.append((lo, total - lo))
+        padding = tuple(pads)
+    else:
+        padding = mode
+    y = conv2d(img[None, None], ker[None, None], padding=padding, flip=flip, algorithm=algorithm)[0, 0]
+    np.testing.assert_allclose(y, ref, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("mode", ["full", "valid"])
+@pytest.mark.parametrize("flip", [False, True])
+def test_single_channel_matches_numpy_1d(mode, flip):
+    rng = np.random.default_rng(4)
+    sig, ker = rng.standard_normal(17), rng.standard_normal(5)
+    ref = np.convolve(sig, ker, mode=mode) if flip else np.correlate(sig, ker, mode=mode)
+    y = conv1d(sig[None, None], ker[None, None], padding=mode, flip=flip)[0, 0]
+    np.testing.assert_allclose(y, ref, rtol=1e-12, atol=1e-12)
+
+
+def test_same_padding_output_size_and_odd_pad_at_end():
+    x = np.zeros((1, 1, 10, 7))
+    x[0, 0, -1, -1] = 1.0
+    for stride in (1, 2, 3):
+        y = conv2d(x, np.ones((1, 1, 4, 4)), padding="same", stride=stride)
+        assert y.shape[2:] == (math.ceil(10 / stride), math.ceil(7 / stride))
+    # kernel 4 (even): pads (1, 2), so output j covers inputs j-1..j+2 and output n-3 is the
+    # first to see the last input; with (2, 1) it would be output n-2.
+    y = conv2d(x, np.ones((1, 1, 4, 4)), padding="same")
+    assert y[0, 0, -3, -3] == 1.0 and y[0, 0, -4, -4] == 0.0
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("algorithm", ALGOS)
+def test_dtype_kept_and_float32_accuracy(dtype, algorithm):
+    rng = np.random.default_rng(5)
+    x, w, b = _make(rng, (2, 8, 10, 9), (5, 8, 3, 3))
+    ref = conv2d(x, w, b, padding=1, algorithm="direct")
+    y = conv2d(x.astype(dtype), w.astype(dtype), b.astype(dtype), padding=1, algorithm=algorithm)
+    assert y.dtype == dtype
+    rtol, atol = tol(dtype, 8 * 9)
+    np.testing.assert_allclose(y, ref, rtol=rtol, atol=atol)
+
+
+def test_flip_is_true_convolution():
+    rng = np.random.default_rng(6)
+    x, w, _ = _make(rng, (1, 2, 6, 6), (3, 2, 3, 2))
+    np.testing.assert_allclose(conv2d(x, w, flip=True), conv2d(x, w[:, :, ::-1, ::-1].copy()), atol=1e-13)
+
+
+def test_translation_equivariance():
+    """Section 9.2: shifting the input shifts the output (stride 1, away from the borders)."""
+    rng = np.random.default_rng(7)
+    x = np.zeros((1, 2, 16, 16))
+    x[:, :, 3:8, 4:9] = rng.standard_normal((1, 2, 5, 5))
+    w = rng.standard_normal((3, 2, 3, 3))
+    y = conv2d(x, w, padding=1)
+    ys = conv2d(np.roll(x, (2, 3), axis=(2, 3)), w, padding=1)
+    np.testing.assert_allclose(ys, np.roll(y, (2, 3), axis=(2, 3)), atol=1e-12)
+
+
+def test_linearity():
+    rng = np.random.default_rng(8)
+    x1, w, _ = _make(rng, (2, 3, 7, 7), (4, 3, 3, 3))
+    x2 = rng.standard_normal(x1.shape)
+    lhs = conv2d(2.0 * x1 - 3.0 * x2, w, stride=2)
+    np.testing.assert_allclose(lhs, 2.0 * conv2d(x1, w, stride=2) - 3.0 * conv2d(x2, w, stride=2), atol=1e-12)
+
+
+@pytest.mark.parametrize("algorithm", ALGOS)
+def test_views_and_empty_batch(algorithm):
+    rng = np.random.default_rng(9)
+    base = rng.standard_normal((3, 4, 12, 10))
+    w = rng.standard_normal((5, 4, 3, 3))
+    for x in (base[:, :, ::2, ::-1], base.transpose(0, 1, 3, 2), base[::-1, :, 1:-1, 2:]):
+        ref = conv2d(np.ascontiguousarray(x), w, padding=1, algorithm="direct")
+        np.testing.assert_allclose(conv2d(x, w, padding=1, algorithm=algorithm), ref, atol=1e-12)
+    wv = np.ascontiguousarray(rng.standard_normal((4, 5, 3, 3)).transpose(1, 0, 3, 2))
+    np.testing.assert_allclose(conv2d(base, wv, algorithm=algorithm),
+                               conv2d(base, np.ascontiguousarray(wv), algorithm="naive"), atol=1e-12)
+    empty = conv2d(base[:0], w, padding=1, algorithm=algorithm)
+    assert empty.shape == (0, 5, 12, 10)
+
+
+@pytest.mark.parametrize("algorithm", ALGOS)
+def test_nan_propagates_to_affected_outputs_only(algorithm):
+    x = np.ones((1, 1, 9, 9))
+    x[0, 0, 4, 4] = np.nan
+    y = conv2d(x, np.ones((1, 1, 3, 3)), algorithm=algorithm)  # valid: output 7x7
+    nan = np.isnan(y[0, 0])
+    expected = np.zeros((7, 7), bool)
+    expected[2:5, 2:5] = True  # outputs whose 3x3 window contains input (4, 4)
+    np.testing.assert_array_equal(nan, expected)
+
+
+def test_full_padding_is_the_pairs_it_promises():
+    """Padding "full" pads d*(k-1) on both sides."""
+    rng = np.random.default_rng(10)
+    x, w, _ = _make(rng, (1, 1, 7, 6), (1, 1, 3, 4))
+    for stride, dil in itertools.product((1, 2), (1, 2)):
+        full = conv2d(x, w, padding="full", stride=stride, dilation=dil, algorithm="naive")
+        pairs = tuple((dil * (k - 1),) * 2 for k in (3, 4))
+        np.testing.assert_array_equal(full, conv2d(x, w, padding=pairs, stride=stride, dilation=dil, algorithm="naive"))
