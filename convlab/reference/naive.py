@@ -31,54 +31,42 @@ def _input_index(j, m, geom):
     return tuple(idx)
 
 
-def _pairs(geom):
-    """(output position j, tap m, input cell i) for every in-range product of the sum."""
-    for j in _positions(geom.out_size):
-        for m in _positions(geom.kernel):
-            i = _input_index(j, m, geom)
-            if i is not None:
-                yield j, m, i
+def _terms(args):
+    """Every product of the sum: (n, k, input channel, kernel channel c, j, m, i)."""
+    geom = args.geom
+    kg, cg = args.out_channels // args.groups, args.in_channels // args.groups
+    for n in range(args.batch):
+        for k in range(args.out_channels):
+            for j in _positions(geom.out_size):
+                for m in _positions(geom.kernel):
+                    i = _input_index(j, m, geom)
+                    if i is None:
+                        continue
+                    for c in range(cg):
+                        yield n, k, (k // kg) * cg + c, c, j, m, i
 
 
 def forward(x, w, args):
-    xp, xn, wn = get_array_module(x), x, w
-    geom, groups = args.geom, args.groups
-    kg, cg = args.out_channels // groups, args.in_channels // groups
-    y = xp.zeros((args.batch, args.out_channels) + geom.out_size, dtype=xn.dtype)
-    for n in range(args.batch):
-        for k in range(args.out_channels):
-            g = k // kg
-            for j, m, i in _pairs(geom):
-                for c in range(cg):
-                    y[(n, k) + j] += xn[(n, g * cg + c) + i] * wn[(k, c) + m]
+    xp = get_array_module(x)
+    y = xp.zeros((args.batch, args.out_channels) + args.geom.out_size, dtype=x.dtype)
+    for n, k, ci, c, j, m, i in _terms(args):
+        y[(n, k) + j] += x[(n, ci) + i] * w[(k, c) + m]
     return y
 
 
 def grad_input(gy, w, args):
     """dL/dV[n, g*C_g + c, i] = sum over (k in group g, j, m with j*s + m*d - lo = i) of G[n,k,j] K[k,c,m]."""
-    xp, gyn, wn = get_array_module(gy), gy, w
-    geom, groups = args.geom, args.groups
-    kg, cg = args.out_channels // groups, args.in_channels // groups
-    gx = xp.zeros((args.batch, args.in_channels) + geom.in_size, dtype=gyn.dtype)
-    for n in range(args.batch):
-        for k in range(args.out_channels):
-            g = k // kg
-            for j, m, i in _pairs(geom):
-                for c in range(cg):
-                    gx[(n, g * cg + c) + i] += gyn[(n, k) + j] * wn[(k, c) + m]
+    xp = get_array_module(gy)
+    gx = xp.zeros((args.batch, args.in_channels) + args.geom.in_size, dtype=gy.dtype)
+    for n, k, ci, c, j, m, i in _terms(args):
+        gx[(n, ci) + i] += gy[(n, k) + j] * w[(k, c) + m]
     return gx
 
 
 def grad_weight(gy, x, args):
     """dL/dK[k, c, m] = sum over n, j of G[n, k, j] V[n, g*C_g + c, j*s + m*d - lo] (eq. 9.11)."""
-    xp, gyn, xn = get_array_module(gy), gy, x
-    geom, groups = args.geom, args.groups
-    kg, cg = args.out_channels // groups, args.in_channels // groups
-    gw = xp.zeros((args.out_channels, cg) + geom.kernel, dtype=gyn.dtype)
-    for n in range(args.batch):
-        for k in range(args.out_channels):
-            g = k // kg
-            for j, m, i in _pairs(geom):
-                for c in range(cg):
-                    gw[(k, c) + m] += gyn[(n, k) + j] * xn[(n, g * cg + c) + i]
+    xp = get_array_module(gy)
+    gw = xp.zeros((args.out_channels, args.in_channels // args.groups) + args.geom.kernel, dtype=gy.dtype)
+    for n, k, ci, c, j, m, i in _terms(args):
+        gw[(k, c) + m] += gy[(n, k) + j] * x[(n, ci) + i]
     return gw
