@@ -544,3 +544,18 @@ def test_bad_input():
         convlab.adaptive_avg_pool2d_backward(np.zeros((2, 4, 2, 2)), x, 3)
     with pytest.raises(TypeError, match="dtype"):
         convlab.avg_pool2d_backward(np.zeros((2, 4, 3, 3), np.float32), x, 2)
+
+
+# ----------------------------------------------------------------------------- convlab bench
+
+def test_pool_bench_rows_check_against_reference():
+    import io
+
+    from convlab.cli import run_pool_bench
+
+    out = io.StringIO()
+    rows = run_pool_bench(shape=(2, 4, 15, 14), repeat=1, out=out)
+    ours = [r for r in rows if r["impl"] == "convlab"]
+    assert {r["direction"] for r in ours} == {"forward", "backward"} and len(ours) == 12
+    assert all(r["error"] < 1e-5 and r["seconds"] > 0 and r["gbps"] > 0 for r in rows)
+    assert "max_pool2d 3x3/2" in out.getvalue()
