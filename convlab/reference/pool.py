@@ -49,13 +49,19 @@ def max_pool(x, geom):
     return y
 
 
+def _in_input(geom, axis):
+    """``(out, k)`` table along one axis: does tap ``m`` of window ``j`` read an input cell
+    (rather than padding)?"""
+    lo = geom.pad[axis][0]
+    c = cells(geom, axis)
+    return (c >= lo) & (c < lo + geom.in_size[axis])
+
+
 def _first_inside(geom):
     """Flat tap index (row-major over the kernel) of the first in-range cell of each window."""
     flat = np.zeros((), dtype=np.int64)
     for a in range(geom.nd):
-        lo, n = geom.pad[a][0], geom.in_size[a]
-        c = cells(geom, a)
-        first = ((c >= lo) & (c < lo + n)).argmax(axis=1)  # argmax of a bool: first True
+        first = _in_input(geom, a).argmax(axis=1)  # argmax of a bool: the first True
         flat = np.add.outer(flat * geom.kernel[a], first)
     return flat
 
@@ -131,8 +137,8 @@ def avg_divisor(geom, count_include_pad, divisor_override, xp, dtype):
         return xp.asarray(divisor_override, dtype=dtype)
     counts = []
     for a in range(geom.nd):
-        c, (lo, hi), n = cells(geom, a), geom.pad[a], geom.in_size[a]
-        inside = (c < lo + n + hi) if count_include_pad else (c >= lo) & (c < lo + n)
+        (lo, hi), n = geom.pad[a], geom.in_size[a]
+        inside = cells(geom, a) < lo + n + hi if count_include_pad else _in_input(geom, a)
         counts.append(inside.sum(axis=1))
     return _outer(counts, xp, dtype)
 
@@ -232,7 +238,7 @@ def adaptive_max_pool(x, bins):
     for j, sl in _bins(bins):
         win = x[sl]
         k = _window_argmax(win, nd)
-        y[(Ellipsis,) + j] = xp.take_along_axis(win.reshape(win.shape[:-nd] + (-1,)), k[..., None], -1)[..., 0]
+        y[(Ellipsis,) + j] = win.max(axis=tuple(range(-nd, 0)))
         m = xp.unravel_index(k, win.shape[-nd:])
         flat = 0
         for a in range(nd):
