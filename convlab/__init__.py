@@ -8,7 +8,18 @@ from .conv import (Choice, choose_algorithm, conv1d, conv1d_backward, conv2d, co
                    conv3d_backward, conv_transpose1d, conv_transpose1d_backward, conv_transpose2d,
                    conv_transpose2d_backward, conv_transpose3d, conv_transpose3d_backward)
 from .gradcheck import GradcheckError, GradcheckReport, gradcheck
+from .local import (local_conv1d, local_conv1d_backward, local_conv2d, local_conv2d_backward, local_conv3d,
+                    local_conv3d_backward, tiled_conv1d, tiled_conv1d_backward, tiled_conv2d,
+                    tiled_conv2d_backward, tiled_conv3d, tiled_conv3d_backward)
 from .matrix import col2im, conv_matrix, im2col
+from .pool import (adaptive_avg_pool1d, adaptive_avg_pool1d_backward, adaptive_avg_pool2d,
+                   adaptive_avg_pool2d_backward, adaptive_avg_pool3d, adaptive_avg_pool3d_backward,
+                   adaptive_max_pool1d, adaptive_max_pool1d_backward, adaptive_max_pool2d,
+                   adaptive_max_pool2d_backward, adaptive_max_pool3d, adaptive_max_pool3d_backward, avg_pool1d,
+                   avg_pool1d_backward, avg_pool2d, avg_pool2d_backward, avg_pool3d, avg_pool3d_backward,
+                   lp_pool1d, lp_pool1d_backward, lp_pool2d, lp_pool2d_backward, lp_pool3d, lp_pool3d_backward,
+                   max_pool1d, max_pool1d_backward, max_pool2d, max_pool2d_backward, max_pool3d,
+                   max_pool3d_backward, maxout, maxout_backward)
 
 __version__ = "0.1.0"
 
@@ -18,5 +29,17 @@ __all__ = [
     "conv_transpose1d", "conv_transpose2d", "conv_transpose3d",
     "conv_transpose1d_backward", "conv_transpose2d_backward", "conv_transpose3d_backward",
     "choose_algorithm", "Choice", "im2col", "col2im", "conv_matrix",
+    "local_conv1d", "local_conv2d", "local_conv3d",
+    "local_conv1d_backward", "local_conv2d_backward", "local_conv3d_backward",
+    "tiled_conv1d", "tiled_conv2d", "tiled_conv3d",
+    "tiled_conv1d_backward", "tiled_conv2d_backward", "tiled_conv3d_backward",
+    "max_pool1d", "max_pool2d", "max_pool3d", "max_pool1d_backward", "max_pool2d_backward", "max_pool3d_backward",
+    "avg_pool1d", "avg_pool2d", "avg_pool3d", "avg_pool1d_backward", "avg_pool2d_backward", "avg_pool3d_backward",
+    "lp_pool1d", "lp_pool2d", "lp_pool3d", "lp_pool1d_backward", "lp_pool2d_backward", "lp_pool3d_backward",
+    "maxout", "maxout_backward",
+    "adaptive_max_pool1d", "adaptive_max_pool2d", "adaptive_max_pool3d",
+    "adaptive_max_pool1d_backward", "adaptive_max_pool2d_backward", "adaptive_max_pool3d_backward",
+    "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d",
+    "adaptive_avg_pool1d_backward", "adaptive_avg_pool2d_backward", "adaptive_avg_pool3d_backward",
     "gradcheck", "GradcheckError", "GradcheckReport",
 ]

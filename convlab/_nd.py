@@ -8,7 +8,8 @@ SPATIAL = {1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}
 
 def specialise(generic, nd: int, name: str):
     """``generic(nd, *args, **kw)`` as ``name(*args, **kw)`` with its signature and a docstring
-    whose ``{nd}``, ``{sp}`` (e.g. ``H, W``) and ``{ksp}`` (e.g. ``kH, kW``) are filled in."""
+    whose ``{nd}``, ``{sp}`` (e.g. ``H, W``), ``{ksp}`` (e.g. ``kH, kW``), ``{osp}`` (e.g.
+    ``H_out, W_out``) and ``{tsp}`` (e.g. ``tH, tW``) are filled in."""
 
     def op(*args, **kwargs):
         return generic(nd, *args, **kwargs)
@@ -19,7 +20,8 @@ def specialise(generic, nd: int, name: str):
     op.__module__ = "convlab"
     sp = SPATIAL[nd]
     op.__doc__ = (generic.__doc__ or "").format(nd=nd, sp=", ".join(sp), ksp=", ".join("k" + a for a in sp),
-                                                osp=", ".join(a + "_out" for a in sp))
+                                                osp=", ".join(a + "_out" for a in sp),
+                                                tsp=", ".join("t" + a for a in sp))
     return op
 
 

@@ -42,13 +42,21 @@ class Geometry:
         return len(self.in_size)
 
     @property
-    def padded_size(self) -> tuple:
-        return tuple(n + lo + hi for n, (lo, hi) in zip(self.in_size, self.pad))
-
-    @property
     def span(self) -> tuple:
         """Input cells covered by one (dilated) window, per axis."""
         return tuple(d * (k - 1) + 1 for k, d in zip(self.kernel, self.dilation))
+
+    @property
+    def overhang(self) -> tuple:
+        """Cells past the high padding that the last window reads, per axis: 0 except under a
+        pool's ``ceil_mode``, whose last window may run off the end (those cells hold the pad value)."""
+        return tuple(max(0, (o - 1) * s + sp - (n + lo + hi))
+                     for o, s, sp, n, (lo, hi) in zip(self.out_size, self.stride, self.span, self.in_size, self.pad))
+
+    @property
+    def padded_size(self) -> tuple:
+        """Size of the padded input the windows read: ``n + lo + hi`` plus any :attr:`overhang`."""
+        return tuple(n + lo + hi + e for n, (lo, hi), e in zip(self.in_size, self.pad, self.overhang))
 
 
 # ----------------------------------------------------------------------------- scalars
@@ -72,6 +80,12 @@ def ntuple(value, nd: int, name: str, minimum: int | None = None) -> tuple:
     if minimum is not None and any(v < minimum for v in out):
         raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
     return out
+
+
+def boolean(value, name: str) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool, got {type(value).__name__} {value!r}")
+    return bool(value)
 
 
 def positive_int(value, name: str) -> int:
@@ -282,3 +296,124 @@ def check_grad_y(grad_y, x, expected_shape, name="grad_y"):
     check_array(grad_y, name, xp)
     check_same_dtype(x, grad_y, "x", name)
     check_shape(grad_y, expected_shape, name, " (the forward output's shape)")
+
+
+# ----------------------------------------------------------------------------- local and tiled
+
+@dataclass(frozen=True)
+class LocalArgs(ConvArgs):
+    """A validated locally connected or tiled convolution: ``tiles`` kernels per spatial axis
+    (the output size for a locally connected layer)."""
+
+    tiles: tuple
+
+
+def local_args(x, w, b, stride, padding, dilation, nd: int, *, tiled: bool) -> LocalArgs:
+    """Validate ``x (N, C, *n)`` with ``w (K, *out, C, *k)``, ``b (K, *out)`` (locally connected)
+    or ``w (K, *tiles, C, *k)``, ``b (K,)`` (tiled)."""
+    what = "(K, *tiles, C, *kernel)" if tiled else "(K, *out_spatial, C, *kernel)"
+    xp = check_array(x, "x")
+    check_array(w, "w", xp)
+    check_same_dtype(x, w, "x", "w")
+    check_ndim(x, nd, "x")
+    if w.ndim != 2 * nd + 2:
+        raise ValueError(f"w must have {2 * nd + 2} dims {what} for a {nd}-d op, got shape {tuple(w.shape)}")
+    n_batch, c = (int(v) for v in x.shape[:2])
+    k_out = int(w.shape[0])
+    tiles = tuple(int(v) for v in w.shape[1:1 + nd])
+    kernel = tuple(int(v) for v in w.shape[2 + nd:])
+    if w.shape[1 + nd] != c:
+        raise ValueError(f"channel mismatch: x has C={c} channels but w {what} has {w.shape[1 + nd]} in dim "
+                         f"{1 + nd} (x shape {tuple(x.shape)}, w shape {tuple(w.shape)})")
+    if any(v < 1 for v in tiles + kernel):
+        raise ValueError(f"w {what} must have sizes >= 1, got shape {tuple(w.shape)}")
+    stride = ntuple(stride, nd, "stride", minimum=1)
+    dilation = ntuple(dilation, nd, "dilation", minimum=1)
+    in_size = tuple(int(v) for v in x.shape[2:])
+    pad = parse_padding(padding, nd, kernel=kernel, stride=stride, dilation=dilation, in_size=in_size)
+    geom = make_geometry(in_size, kernel, stride, dilation, pad)
+    if not tiled and tiles != geom.out_size:
+        raise ValueError(f"w must have shape {(k_out,) + geom.out_size + (c,) + kernel} {what}: one kernel per "
+                         f"output position, and x shape {tuple(x.shape)} with stride {stride}, padding {pad}, "
+                         f"dilation {dilation} gives output size {geom.out_size}; got w shape {tuple(w.shape)}")
+    if b is not None:
+        check_array(b, "b", xp)
+        check_same_dtype(x, b, "x", "b")
+        expected = (k_out,) if tiled else (k_out,) + geom.out_size
+        check_shape(b, expected, "b", " (one bias per output channel)" if tiled
+                    else " (one bias per output channel and position, (K, *out_spatial))")
+    return LocalArgs(geom, n_batch, c, k_out, 1, tiles)
+
+
+# ----------------------------------------------------------------------------- pooling
+
+def pool_args(x, kernel_size, stride, padding, dilation, ceil_mode, nd: int) -> Geometry:
+    """Validate a pooling window over ``x (N, C, *n)`` (PyTorch's rules).
+
+    ``stride`` defaults to ``kernel_size``; ``padding`` is an int, per-dim ints or per-dim
+    ``(lo, hi)`` pairs, each at most half the kernel; with ``ceil_mode`` the output size rounds
+    up, but a window that would start in the high padding is dropped (:func:`out_size`).
+    """
+    check_array(x, "x")
+    check_ndim(x, nd, "x")
+    kernel = ntuple(kernel_size, nd, "kernel_size", minimum=1)
+    stride = kernel if stride is None else ntuple(stride, nd, "stride", minimum=1)
+    dilation = ntuple(dilation, nd, "dilation", minimum=1)
+    pad = parse_padding(padding, nd, allow_strings=False)
+    if any(lo > k // 2 or hi > k // 2 for (lo, hi), k in zip(pad, kernel)):
+        raise ValueError(f"padding {pad} (as (lo, hi) per dim) must be at most half of kernel_size {kernel} "
+                         "on each side")
+    ceil_mode = boolean(ceil_mode, "ceil_mode")
+    return make_geometry(tuple(int(v) for v in x.shape[2:]), kernel, stride, dilation, pad, ceil_mode=ceil_mode)
+
+
+def lp_norm(p) -> float:
+    """The ``p`` of an Lp pool: a real number > 0 (``inf`` allowed: the max of ``|x|``)."""
+    if isinstance(p, (bool, np.bool_)) or not isinstance(p, numbers.Real):
+        raise TypeError(f"p must be a real number > 0, got {type(p).__name__} {p!r}")
+    if not p > 0:  # also rejects NaN
+        raise ValueError(f"p must be > 0, got {p!r}")
+    return float(p)
+
+
+def divisor_override(value):
+    """``None`` or a nonzero int (avg_pool's divisor, PyTorch's rule)."""
+    if value is None:
+        return None
+    if not _is_int(value):
+        raise TypeError(f"divisor_override must be None or an int, got {type(value).__name__} {value!r}")
+    if value == 0:
+        raise ValueError("divisor_override must not be 0")
+    return int(value)
+
+
+def maxout_args(x, pieces) -> Geometry:
+    """Maxout over ``x (N, C, *spatial)``: a pool over the channel axis with kernel and stride ``pieces``."""
+    check_array(x, "x")
+    if not 2 <= x.ndim <= 5:
+        raise ValueError(f"x must have 2 to 5 dims (N, C, *spatial), got shape {tuple(x.shape)}")
+    pieces = positive_int(pieces, "pieces")
+    c = int(x.shape[1])
+    if c % pieces:
+        raise ValueError(f"pieces={pieces} must divide the channels C={c} (x shape {tuple(x.shape)})")
+    return make_geometry((c,), (pieces,), (pieces,), (1,), ((0, 0),))
+
+
+def adaptive_bins(n: int, o: int) -> tuple:
+    """PyTorch's adaptive-pool bins along one axis: bin ``i`` covers input cells
+    ``floor(i*n/o) <= cell < ceil((i+1)*n/o)``."""
+    return tuple((i * n // o, -(-(i + 1) * n // o)) for i in range(o))
+
+
+def adaptive_args(x, output_size, nd: int) -> tuple:
+    """Validate an adaptive pool of ``x (N, C, *n)``; returns the bins of each spatial axis.
+    ``output_size`` is an int or ``nd`` entries, each an int >= 1 or ``None`` (keep the input size)."""
+    check_array(x, "x")
+    check_ndim(x, nd, "x")
+    in_size = tuple(int(v) for v in x.shape[2:])
+    if isinstance(output_size, (tuple, list)) and len(output_size) == nd:
+        output_size = tuple(n if o is None else o for o, n in zip(output_size, in_size))
+    out = ntuple(output_size, nd, "output_size", minimum=1)
+    if any(n < 1 for n in in_size):
+        raise ValueError(f"x must have non-empty spatial dims, got shape {tuple(x.shape)}")
+    return tuple(adaptive_bins(n, o) for n, o in zip(in_size, out))

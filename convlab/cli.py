@@ -88,6 +88,74 @@ def run_bench(cases=DEFAULT_CASES, dtype=np.float32, repeat=3, out=sys.stdout):
     return rows
 
 
+# ----------------------------------------------------------------------------- pooling
+
+POOL_SHAPE = (8, 64, 112, 112)
+
+
+def _pool_cases():
+    """``(name, forward(x), backward(g, x), torch peer(F, t) or None)`` for the pooling table."""
+    from . import pool as p
+
+    k = dict(kernel_size=3, stride=2, padding=1)
+    return [
+        ("max_pool2d 3x3/2 pad 1", lambda x: p.max_pool2d(x, **k), lambda g, x: p.max_pool2d_backward(g, x, **k),
+         lambda F, t: F.max_pool2d(t, **k)),
+        ("avg_pool2d 3x3/2 pad 1", lambda x: p.avg_pool2d(x, **k), lambda g, x: p.avg_pool2d_backward(g, x, **k),
+         lambda F, t: F.avg_pool2d(t, **k)),
+        ("lp_pool2d p=2 3x3/2", lambda x: p.lp_pool2d(x, 2, 3, 2), lambda g, x: p.lp_pool2d_backward(g, x, 2, 3, 2),
+         lambda F, t: F.lp_pool2d(t, 2, 3, 2)),
+        ("adaptive_max_pool2d ->7x7", lambda x: p.adaptive_max_pool2d(x, 7),
+         lambda g, x: p.adaptive_max_pool2d_backward(g, x, 7), lambda F, t: F.adaptive_max_pool2d(t, 7)),
+        ("adaptive_avg_pool2d ->7x7", lambda x: p.adaptive_avg_pool2d(x, 7),
+         lambda g, x: p.adaptive_avg_pool2d_backward(g, x, 7), lambda F, t: F.adaptive_avg_pool2d(t, 7)),
+        ("maxout pieces=2", lambda x: p.maxout(x, 2), lambda g, x: p.maxout_backward(g, x, 2),
+         lambda F, t: t.reshape(t.shape[0], -1, 2, *t.shape[2:]).amax(dim=2)),
+    ]
+
+
+def run_pool_bench(shape=POOL_SHAPE, dtype=np.float32, repeat=3, out=sys.stdout):
+    """Time each pooling op forward and backward (and PyTorch's forward on the CPU, when installed)
+    on one ``(N, C, H, W)`` input, each checked against convlab's float64 result; return the rows.
+    GB/s counts every operand read or written once: ``x`` and ``y`` forward, ``g``, ``x`` and
+    ``grad_x`` backward."""
+    try:
+        import torch
+        import torch.nn.functional as F
+    except ImportError:  # PyTorch is an optional peer
+        torch = None
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(shape).astype(dtype)
+    x64 = x.astype(np.float64)  # the same values: float32 rounding must not move a maximum
+    rows = []
+    header = f"{'pooling op':<30} {'pass':<8} {'impl':<8} {'time ms':>9} {'GB/s':>8} {'max rel err':>11}"
+    print(f"\nPooling on x {tuple(shape)} {np.dtype(dtype).name}", file=out)
+    print(header, file=out)
+    print("-" * len(header), file=out)
+
+    def row(name, direction, impl, fn, ref, nbytes):
+        got = fn()
+        err = float(np.abs(np.asarray(got, dtype=np.float64) - ref).max()) / (float(np.abs(ref).max()) or 1.0)
+        t = _best_time(fn, repeat)
+        rows.append(dict(op=name, direction=direction, impl=impl, seconds=t, gbps=nbytes / t / 1e9, error=err))
+        print(f"{name:<30} {direction:<8} {impl:<8} {t * 1e3:9.2f} {nbytes / t / 1e9:8.2f} {err:11.2e}", file=out)
+
+    for name, forward, backward, peer in _pool_cases():
+        y64 = forward(x64)
+        g = rng.standard_normal(y64.shape).astype(dtype)
+        g64 = g.astype(np.float64)
+        fwd_bytes = (x.size + y64.size) * x.itemsize
+        row(name, "forward", "convlab", lambda: forward(x), y64, fwd_bytes)
+        if torch is not None:
+            t = torch.from_numpy(x)
+            row(name, "forward", "torch", lambda: peer(F, t).numpy(), y64, fwd_bytes)
+        row(name, "backward", "convlab", lambda: backward(g, x), backward(g64, x64),
+            (g.size + 2 * x.size) * x.itemsize)
+    print("\nErrors are relative to the largest value of convlab's float64 result."
+          + ("" if torch is not None else " PyTorch is not installed: no peer rows."), file=out)
+    return rows
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="convlab", description="convlab: convolution engine tools")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -97,6 +165,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.command == "bench":
         run_bench(dtype=np.dtype(args.dtype), repeat=max(1, args.repeat))
+        run_pool_bench(dtype=np.dtype(args.dtype), repeat=max(1, args.repeat))
     return 0
 
 

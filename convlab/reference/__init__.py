@@ -4,4 +4,6 @@ module ``xp`` so that CuPy arrays run through the same code on the GPU.
 - :mod:`.windows`: the windowing primitive (padding, sliding windows, their adjoint).
 - :mod:`.naive`: the loop oracle (eq. 9.7/9.8 written out).
 - :mod:`.direct`, :mod:`.im2col`: the convolution algorithms.
+- :mod:`.local`: locally connected and tiled convolution (eq. 9.9, 9.10).
+- :mod:`.pool`: max, average, Lp, maxout and adaptive pooling (section 9.3).
 """

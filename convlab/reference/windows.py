@@ -10,22 +10,27 @@ by a :class:`convlab._params.Geometry`::
     windows(xpad)   (..., *(n + lo + hi))  -> (..., *out, *k)       a view, no copy
     tap_view(xpad)  (..., *(n + lo + hi))  -> (..., *out)           for one tap m
 
-Window ``j`` at tap ``m`` reads padded cell ``j*s + m*d`` on each axis.
+Window ``j`` at tap ``m`` reads padded cell ``j*s + m*d`` on each axis (:func:`cells`).
+A pool's ``ceil_mode`` may let the last window run past the high padding; :func:`pad`
+then adds those ``geom.overhang`` cells too, so every window stays inside the array.
 """
 from __future__ import annotations
 
 import itertools
 
+import numpy as np
+
 from .._backend import as_strided, get_array_module
 
 
 def pad(x, geom, value=0.0):
-    """Pad the trailing ``geom.nd`` axes of ``x`` by ``geom.pad`` with ``value``."""
-    if not any(lo or hi for lo, hi in geom.pad):
+    """Pad the trailing ``geom.nd`` axes of ``x`` by ``geom.pad`` (and any ``geom.overhang``
+    at the high end) with ``value``: shape ``(..., *geom.padded_size)``."""
+    widths = [(lo, hi + e) for (lo, hi), e in zip(geom.pad, geom.overhang)]
+    if not any(lo or hi for lo, hi in widths):
         return x
     xp = get_array_module(x)
-    widths = [(0, 0)] * (x.ndim - geom.nd) + [tuple(p) for p in geom.pad]
-    return xp.pad(x, widths, mode="constant", constant_values=value)
+    return xp.pad(x, [(0, 0)] * (x.ndim - geom.nd) + widths, mode="constant", constant_values=value)
 
 
 def unpad(xpad, geom):
@@ -43,6 +48,14 @@ def windows(xpad, geom):
     strides = (tuple(xpad.strides[:-nd]) + tuple(st * s for st, s in zip(sp, geom.stride))
                + tuple(st * d for st, d in zip(sp, geom.dilation)))
     return as_strided(xpad, shape, strides)
+
+
+def cells(geom, axis):
+    """The padded cell ``j*s + m*d`` that window ``j`` reads at tap ``m`` along one axis, as a
+    small NumPy table of shape ``(out, k)`` (for masks and counts that depend on the position)."""
+    j = np.arange(geom.out_size[axis])[:, None]
+    m = np.arange(geom.kernel[axis])[None, :]
+    return j * geom.stride[axis] + m * geom.dilation[axis]
 
 
 def taps(geom):

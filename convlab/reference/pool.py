@@ -1,0 +1,261 @@
+"""Pooling (section 9.3) on the windowing primitive: max, average, Lp, maxout, adaptive.
+
+Every function takes ``x`` of shape ``(..., *n)`` whose trailing ``geom.nd`` axes are pooled
+(``geom`` is a :class:`convlab._params.Geometry`) and returns ``(..., *out)``. With ``P_j``
+the in-range cells of window ``j`` (padding never counts)::
+
+    max:  Y[j] = max_{i in P_j} V[i]
+    avg:  Y[j] = sum_{i in P_j} V[i] / divisor[j]
+    Lp:   Y[j] = (sum_{i in P_j} |V[i]|^p)^(1/p)
+
+The sums run over kernel taps with :func:`.windows.tap_view`; their adjoints add back
+with :func:`.windows.add_tap` (:func:`.windows.fold`). Maxout is a max pool over the
+channel axis. Adaptive pools have bins of varying size (``convlab._params.adaptive_bins``)
+rather than sliding windows, so they loop over their output cells instead.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+
+from .._backend import get_array_module
+from .windows import add_tap, cells, fold, pad, tap_view, taps, unpad
+
+
+def _lead(a, geom):
+    return tuple(a.shape[:a.ndim - geom.nd])
+
+
+def _outer(vectors, xp, dtype):
+    """The outer product of one vector per spatial axis, shape ``(*out,)``, in ``xp``."""
+    grid = np.ones((), dtype=np.int64)
+    for v in vectors:
+        grid = np.multiply.outer(grid, v)
+    return xp.asarray(grid, dtype=dtype)
+
+
+# ----------------------------------------------------------------------------- max
+
+def max_pool(x, geom):
+    """Largest value in each window (NaN counts as the largest); the padding holds ``-inf``."""
+    xp = get_array_module(x)
+    xpad = pad(x, geom, -xp.inf)
+    y = None
+    for tap in taps(geom):
+        v = tap_view(xpad, tap, geom)
+        y = v.copy() if y is None else xp.maximum(y, v, out=y)
+    return y
+
+
+def _in_input(geom, axis):
+    """``(out, k)`` table along one axis: does tap ``m`` of window ``j`` read an input cell
+    (rather than padding)?"""
+    lo = geom.pad[axis][0]
+    c = cells(geom, axis)
+    return (c >= lo) & (c < lo + geom.in_size[axis])
+
+
+def _first_inside(geom):
+    """Flat tap index (row-major over the kernel) of the first in-range cell of each window."""
+    flat = np.zeros((), dtype=np.int64)
+    for a in range(geom.nd):
+        first = _in_input(geom, a).argmax(axis=1)  # argmax of a bool: the first True
+        flat = np.add.outer(flat * geom.kernel[a], first)
+    return flat
+
+
+def max_pool_argmax(x, geom):
+    """``(Y, T)``: the max of each window and the flat tap index ``T`` (row-major over the
+    kernel) of its FIRST maximum. Taps are visited in row-major order and a tap wins only
+    if it is strictly larger (or the first NaN), so ties keep the earliest; ``T`` starts at
+    the first in-range tap with ``Y = -inf``, so a padding cell never wins."""
+    xp = get_array_module(x)
+    xpad = pad(x, geom, -xp.inf)
+    shape = _lead(x, geom) + geom.out_size
+    best = xp.full(shape, -xp.inf, dtype=x.dtype)
+    arg = xp.broadcast_to(xp.asarray(_first_inside(geom)), shape).copy()
+    for t, tap in enumerate(taps(geom)):
+        v = tap_view(xpad, tap, geom)
+        take = (v > best) | (xp.isnan(v) & ~xp.isnan(best))
+        xp.copyto(best, v, where=take)
+        xp.copyto(arg, t, where=take)
+    return best, arg
+
+
+def plane_index(arg, geom):
+    """Flat index into each input plane (row-major over ``*n``) of the cell that tap ``arg``
+    of window ``j`` reads: ``i = j*s + m*d - lo`` per axis (PyTorch's ``return_indices``)."""
+    xp = get_array_module(arg)
+    m = xp.unravel_index(arg, geom.kernel)
+    flat = xp.zeros(arg.shape, dtype=np.int64)
+    for a in range(geom.nd):
+        j = xp.arange(geom.out_size[a]).reshape((-1,) + (1,) * (geom.nd - 1 - a))
+        i = j * geom.stride[a] + m[a] * geom.dilation[a] - geom.pad[a][0]
+        flat = flat * geom.in_size[a] + i
+    return flat
+
+
+def max_pool_grad(gy, x, geom):
+    """Adjoint of :func:`max_pool` at ``x``: the whole of ``gy[j]`` goes to the first maximum
+    of window ``j``. Written as one :func:`add_tap` per tap: for a fixed tap the windows
+    read distinct cells, so each cell gathers from the windows whose winner it is, with no
+    collisions (the form a GPU kernel gathers from)."""
+    xp = get_array_module(gy)
+    _, arg = max_pool_argmax(x, geom)
+    gpad = xp.zeros(_lead(x, geom) + geom.padded_size, dtype=gy.dtype)
+    for t, tap in enumerate(taps(geom)):
+        add_tap(gpad, xp.where(arg == t, gy, 0), tap, geom)
+    return unpad(gpad, geom)
+
+
+# ----------------------------------------------------------------------------- sums, average
+
+def sum_pool(x, geom):
+    """Sum of each window, the padding holding 0."""
+    xp = get_array_module(x)
+    xpad = pad(x, geom)
+    y = xp.zeros(_lead(x, geom) + geom.out_size, dtype=x.dtype)
+    for tap in taps(geom):
+        y += tap_view(xpad, tap, geom)
+    return y
+
+
+def sum_pool_grad(gy, geom):
+    """Adjoint of :func:`sum_pool`: every cell of window ``j`` receives ``gy[j]``."""
+    xp = get_array_module(gy)
+    spread = xp.broadcast_to(gy.reshape(gy.shape + (1,) * geom.nd), gy.shape + geom.kernel)
+    return fold(spread, geom, gy.shape[:gy.ndim - geom.nd])
+
+
+def avg_divisor(geom, count_include_pad, divisor_override, xp, dtype):
+    """What each window's sum is divided by (PyTorch's rule): ``divisor_override`` if given,
+    else the window's cells inside the padded input (``count_include_pad``; a ``ceil_mode``
+    window running past the padding is clipped) or inside the input, shape ``(*out,)``."""
+    if divisor_override is not None:
+        return xp.asarray(divisor_override, dtype=dtype)
+    counts = []
+    for a in range(geom.nd):
+        (lo, hi), n = geom.pad[a], geom.in_size[a]
+        inside = cells(geom, a) < lo + n + hi if count_include_pad else _in_input(geom, a)
+        counts.append(inside.sum(axis=1))
+    return _outer(counts, xp, dtype)
+
+
+def avg_pool(x, geom, count_include_pad=True, divisor_override=None):
+    xp = get_array_module(x)
+    return sum_pool(x, geom) / avg_divisor(geom, count_include_pad, divisor_override, xp, x.dtype)
+
+
+def avg_pool_grad(gy, geom, count_include_pad=True, divisor_override=None):
+    xp = get_array_module(gy)
+    return sum_pool_grad(gy / avg_divisor(geom, count_include_pad, divisor_override, xp, gy.dtype), geom)
+
+
+# ----------------------------------------------------------------------------- Lp
+
+def lp_pool(x, p, geom):
+    """``(sum |x|^p)^(1/p)`` over each window; ``p = inf`` is the max of ``|x|``."""
+    xp = get_array_module(x)
+    if math.isinf(p):
+        return max_pool(xp.abs(x), geom)
+    return sum_pool(xp.abs(x) ** p, geom) ** (1.0 / p)
+
+
+def lp_pool_grad(gy, x, p, geom):
+    """Adjoint of :func:`lp_pool` at ``x``. With ``Y = S^(1/p)`` and ``S = sum |x|^p``::
+
+        dY[j]/dx[i] = sign(x[i]) |x[i]|^(p-1) * Y[j]^(1-p)        (0 where Y[j] = 0)
+
+    so the gradient is the sum-pool adjoint of ``gy * Y^(1-p)`` times ``sign(x)|x|^(p-1)``
+    (taken as 0 at ``x = 0``)."""
+    xp = get_array_module(gy)
+    if math.isinf(p):
+        return xp.sign(x) * max_pool_grad(gy, xp.abs(x), geom)
+    y = lp_pool(x, p, geom)
+    per_window = xp.where(y > 0, gy * xp.where(y > 0, y, 1) ** (1.0 - p), 0)
+    ax = xp.abs(x)
+    per_cell = xp.where(ax > 0, xp.sign(x) * xp.where(ax > 0, ax, 1) ** (p - 1.0), 0)
+    return sum_pool_grad(per_window, geom) * per_cell
+
+
+# ----------------------------------------------------------------------------- maxout
+
+def _channels_last(a):
+    return get_array_module(a).moveaxis(a, 1, -1)
+
+
+def maxout(x, geom):
+    """Max over each group of ``pieces`` consecutive channels: a max pool over the channel
+    axis, ``geom`` being its 1-d window (kernel = stride = pieces)."""
+    return get_array_module(x).moveaxis(max_pool(_channels_last(x), geom), -1, 1)
+
+
+def maxout_grad(gy, x, geom):
+    """Adjoint of :func:`maxout`: each group's gradient goes to its first maximum."""
+    return get_array_module(gy).moveaxis(max_pool_grad(_channels_last(gy), _channels_last(x), geom), -1, 1)
+
+
+# ----------------------------------------------------------------------------- adaptive
+
+def _bins(bins):
+    """``(j, slices)`` for every output cell ``j`` of an adaptive pool with per-axis ``bins``."""
+    for j in itertools.product(*(range(len(b)) for b in bins)):
+        yield j, (Ellipsis,) + tuple(slice(*b[jj]) for b, jj in zip(bins, j))
+
+
+def adaptive_avg_pool(x, bins):
+    """Mean over each bin: ``Y[j] = mean(V[start_j : end_j])`` per axis (PyTorch's bins)."""
+    xp, nd = get_array_module(x), len(bins)
+    y = xp.empty(x.shape[:-nd] + tuple(len(b) for b in bins), dtype=x.dtype)
+    for j, sl in _bins(bins):
+        y[(Ellipsis,) + j] = x[sl].mean(axis=tuple(range(-nd, 0)))
+    return y
+
+
+def adaptive_avg_pool_grad(gy, in_size, bins):
+    xp, nd = get_array_module(gy), len(bins)
+    gx = xp.zeros(gy.shape[:-nd] + tuple(in_size), dtype=gy.dtype)
+    for j, sl in _bins(bins):
+        window = gx[sl]
+        window += (gy[(Ellipsis,) + j] / math.prod(window.shape[-nd:])).reshape(window.shape[:-nd] + (1,) * nd)
+    return gx
+
+
+def _window_argmax(win, nd):
+    """Flat row-major index of the first maximum of each window ``(..., *w)`` (NaN is the max)."""
+    return win.reshape(win.shape[:-nd] + (-1,)).argmax(axis=-1)
+
+
+def adaptive_max_pool(x, bins):
+    """``(Y, I)``: the max over each bin and the flat index ``I`` into each input plane of its
+    first maximum in row-major order (PyTorch's ``return_indices``)."""
+    xp, nd = get_array_module(x), len(bins)
+    shape = x.shape[:-nd] + tuple(len(b) for b in bins)
+    y = xp.empty(shape, dtype=x.dtype)
+    idx = xp.empty(shape, dtype=np.int64)
+    for j, sl in _bins(bins):
+        win = x[sl]
+        k = _window_argmax(win, nd)
+        y[(Ellipsis,) + j] = win.max(axis=tuple(range(-nd, 0)))
+        m = xp.unravel_index(k, win.shape[-nd:])
+        flat = 0
+        for a in range(nd):
+            flat = flat * x.shape[x.ndim - nd + a] + sl[1 + a].start + m[a]
+        idx[(Ellipsis,) + j] = flat
+    return y, idx
+
+
+def adaptive_max_pool_grad(gy, x, bins):
+    """Adjoint of :func:`adaptive_max_pool`: ``gy[j]`` goes to the first maximum of bin ``j``."""
+    xp, nd = get_array_module(gy), len(bins)
+    gx = xp.zeros(x.shape, dtype=gy.dtype)
+    for j, sl in _bins(bins):
+        win = x[sl]
+        k = _window_argmax(win, nd)
+        size = math.prod(win.shape[-nd:])
+        one_hot = xp.arange(size) == k[..., None]
+        window = gx[sl]
+        window += (one_hot * gy[(Ellipsis,) + j][..., None]).reshape(win.shape)
+    return gx
