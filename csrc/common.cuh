@@ -66,10 +66,11 @@ void dispatch_dtype(const std::string& dtype, F&& f) {
   }
 }
 
-inline int check_version(int version, int newest, const char* file) {
-  require(version >= 1 && version <= newest, std::string(file) + ": version must be 1.." + std::to_string(newest) +
-                                                 ", got " + std::to_string(version));
-  return version;
+// Kernel versions are 1..newest; 0 asks the file's dispatch to choose (`chosen`).
+inline int pick_version(int version, int newest, int chosen, const char* file) {
+  require(version >= 0 && version <= newest, std::string(file) + ": version must be 1.." + std::to_string(newest) +
+                                                 " (0: let the dispatch choose), got " + std::to_string(version));
+  return version == 0 ? chosen : version;
 }
 
 // A 1-D grid of `threads`-wide blocks for n items, capped (kernels loop with a grid stride).

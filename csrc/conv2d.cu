@@ -25,8 +25,12 @@
 //       split over blocks (split-K) into a workspace whose parts a second kernel adds in a
 //       fixed order, so results never depend on scheduling. No atomics, no TF32 (plain FMA).
 //
+// Dispatch (version 0): v2, except v1 for forward and grad_input when M < 16 (e.g. single-
+// channel filters), where a v2 tile would be mostly idle rows and one thread per output wins.
+//
 // Then: the v1 kernels, the v2 kernel with its operand loaders, the launchers, one dispatch.
 #include <algorithm>
+#include <type_traits>
 
 #include "common.cuh"
 
@@ -545,13 +549,19 @@ void dispatch_op(const std::string& op, F&& f) {
 
 int conv2d_versions() { return 2; }
 
+template <class Op>
+int choose(int version, const Conv2dShape& s) {
+  const bool narrow = Op::gemm(s).M < 16 && !std::is_same<Op, GradWeight>::value;
+  return pick_version(version, conv2d_versions(), narrow ? 1 : 2, "conv2d");
+}
+
 std::size_t conv2d_workspace(const std::string& op, int version, const std::string& dtype, int device,
                              const Conv2dShape& s) {
   validate(s);
-  if (check_version(version, conv2d_versions(), "conv2d") == 1) return 0;
   std::size_t bytes = 0;
   dispatch_op(op, [&](auto o) {
     using Op = decltype(o);
+    if (choose<Op>(version, s) == 1) return;
     dispatch_dtype(dtype, [&](auto z) { bytes = plan_v2<decltype(z)>(Op::gemm(s), s.groups, sm_count(device)).workspace; });
   });
   return bytes;
@@ -560,12 +570,12 @@ std::size_t conv2d_workspace(const std::string& op, int version, const std::stri
 void conv2d(const std::string& op, int version, const std::string& dtype, const Launch& at, std::uintptr_t out,
             std::uintptr_t in0, std::uintptr_t in1, std::uintptr_t ws, std::size_t ws_bytes, const Conv2dShape& s) {
   validate(s);
-  check_version(version, conv2d_versions(), "conv2d");
   dispatch_op(op, [&](auto o) {
     using Op = decltype(o);
+    const int v = choose<Op>(version, s);
     dispatch_dtype(dtype, [&](auto z) {
       using T = decltype(z);
-      run<T, Op>(version, s, reinterpret_cast<const T*>(in0), reinterpret_cast<const T*>(in1),
+      run<T, Op>(v, s, reinterpret_cast<const T*>(in0), reinterpret_cast<const T*>(in1),
                  reinterpret_cast<T*>(out), reinterpret_cast<void*>(ws), ws_bytes, at);
     });
   });

@@ -10,6 +10,7 @@
 // Kernel versions:
 //   v1  one thread per output element (a cols entry for im2col, an image cell for col2im);
 //       consecutive threads write consecutive addresses.
+// Dispatch (version 0): v1.
 //
 // Then: the kernels, the launchers, one dispatch.
 #include "common.cuh"
@@ -70,7 +71,7 @@ int im2col_versions() { return 1; }
 void im2col(int version, const std::string& dtype, const Launch& at, std::uintptr_t cols, std::uintptr_t x,
             const Window2dShape& s) {
   validate(s);
-  check_version(version, im2col_versions(), "im2col");
+  version = pick_version(version, im2col_versions(), 1, "im2col");
   cudaStream_t st = begin(at);
   dispatch_dtype(dtype, [&](auto z) {
     using T = decltype(z);
@@ -83,7 +84,7 @@ void im2col(int version, const std::string& dtype, const Launch& at, std::uintpt
 void col2im(int version, const std::string& dtype, const Launch& at, std::uintptr_t x, std::uintptr_t cols,
             const Window2dShape& s) {
   validate(s);
-  check_version(version, im2col_versions(), "col2im");
+  version = pick_version(version, im2col_versions(), 1, "col2im");
   cudaStream_t st = begin(at);
   dispatch_dtype(dtype, [&](auto z) {
     using T = decltype(z);

@@ -22,6 +22,7 @@
 //       (index math paid once, 4 windows in flight, warps still read consecutive columns).
 //       Backward: the covering windows come from closed-form row and column ranges, with no
 //       per-tap division.
+// Dispatch (version 0): v2.
 //
 // Then: the per-window math shared by both versions, the kernels, the launchers, one dispatch.
 #include <cmath>
@@ -226,7 +227,7 @@ int pool2d_versions() { return 2; }
 void pool2d_forward(const PoolOptions& opt, int version, const std::string& dtype, const Launch& at, std::uintptr_t y,
                     std::uintptr_t x, std::uintptr_t indices, const Window2dShape& s) {
   validate(s);
-  check_version(version, pool2d_versions(), "pool2d");
+  version = pick_version(version, pool2d_versions(), 2, "pool2d");
   const Params a = params_of(opt);
   const int mode = mode_of(opt);
   cudaStream_t st = begin(at);
@@ -250,7 +251,7 @@ void pool2d_backward(const PoolOptions& opt, int version, const std::string& dty
                      std::uintptr_t grad_x, std::uintptr_t grad_y, std::uintptr_t x, std::uintptr_t y,
                      std::uintptr_t indices, const Window2dShape& s) {
   validate(s);
-  check_version(version, pool2d_versions(), "pool2d");
+  version = pick_version(version, pool2d_versions(), 2, "pool2d");
   const Params a = params_of(opt);
   const int mode = mode_of(opt);
   require(mode != MAX || indices, "pool2d: max backward needs the forward indices");

@@ -2,8 +2,8 @@
 
 Each wrapper checks that the kernels can take its CuPy arrays (ValueError saying why not),
 makes them contiguous on their device, allocates the CuPy outputs there, and launches on the
-current CuPy stream. ``version=`` selects a kernel version (default: the newest); every .cu
-file lists its versions in its header and docs/cuda.md describes them.
+current CuPy stream. ``version=`` selects a kernel version (default: the choice of the .cu file's dispatch);
+every .cu file lists its versions in its header and docs/cuda.md describes them.
 
 - :mod:`.conv`: the ``"cuda"`` convolution algorithm (conv1d/conv2d, conv_transpose through
   the backward-data kernel).

@@ -17,9 +17,13 @@ def require_kernels(x, what: str):
     return module
 
 
-def newest(module, family: str, version):
-    """``version``, or the newest kernel version of ``family`` when None."""
-    return module.versions()[family] if version is None else version
+def version_arg(version) -> int:
+    """The kernels' version argument: 0 (the .cu file's dispatch chooses) for None."""
+    if version is None:
+        return 0
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise ValueError(f"version must be None or an int >= 1, got {version!r}")
+    return version
 
 
 @dataclasses.dataclass(frozen=True)

@@ -9,7 +9,7 @@ kernel: :func:`unavailable` says so and ``"auto"`` runs the reference on the GPU
 from __future__ import annotations
 
 from .._backend import kernels, kernels_unavailable
-from ._launch import geometry_2d, newest, on_device, ptr
+from ._launch import geometry_2d, on_device, ptr, version_arg
 
 DEVICE = "gpu"  # takes CuPy arrays only
 
@@ -37,7 +37,7 @@ def _run(op, out_shape, in0, in1, args, version):
         if 0 in out_shape or in0.size == 0 or in1.size == 0:
             return xp.zeros(out_shape, dtype=in0.dtype)
         in0, in1 = xp.ascontiguousarray(in0), xp.ascontiguousarray(in1)
-        version = newest(module, "conv2d", version)
+        version = version_arg(version)
         dtype, shape = in0.dtype.name, _shape(args)
         nbytes = module.conv2d_workspace(op, version, dtype, at.device, shape)
         ws = xp.empty(nbytes, dtype=xp.uint8) if nbytes else None

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 
-from ._launch import newest, on_device, require_kernels, window_shape
+from ._launch import on_device, require_kernels, version_arg, window_shape
 
 
 def im2col(x, geom, version=None):
@@ -19,7 +19,7 @@ def im2col(x, geom, version=None):
         cols = xp.empty((n, c * math.prod(geom.kernel), math.prod(geom.out_size)), dtype=x.dtype)
         if cols.size:
             x = xp.ascontiguousarray(x)
-            module.im2col(newest(module, "im2col", version), x.dtype.name, at.device, at.stream, cols.data.ptr,
+            module.im2col(version_arg(version), x.dtype.name, at.device, at.stream, cols.data.ptr,
                           x.data.ptr, window_shape(n * c, geom))
     return cols
 
@@ -32,6 +32,6 @@ def col2im(cols, geom, n, c, version=None):
         x = xp.empty((n, c) + tuple(geom.in_size), dtype=cols.dtype)
         if x.size:
             cols = xp.ascontiguousarray(cols)
-            module.col2im(newest(module, "im2col", version), cols.dtype.name, at.device, at.stream, x.data.ptr,
+            module.col2im(version_arg(version), cols.dtype.name, at.device, at.stream, x.data.ptr,
                           cols.data.ptr, window_shape(n * c, geom))
     return x

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 
 from .._params import check_shape
-from ._launch import newest, on_device, ptr, require_kernels, window_shape
+from ._launch import on_device, ptr, require_kernels, version_arg, window_shape
 
 
 def _check(x, geom, what):
@@ -39,7 +39,7 @@ def _forward(mode, x, geom, version, indices=False, count_include_pad=True, divi
         idx = xp.empty(out_shape, dtype=xp.int64) if indices else None
         if y.size:
             x = xp.ascontiguousarray(x)
-            module.pool2d_forward(mode, newest(module, "pool2d", version), x.dtype.name, at.device, at.stream,
+            module.pool2d_forward(mode, version_arg(version), x.dtype.name, at.device, at.stream,
                                   y.data.ptr, x.data.ptr, ptr(idx), window_shape(math.prod(x.shape[:2]), geom),
                                   count_include_pad, divisor, p)
     return (y, idx) if indices else y
@@ -58,7 +58,7 @@ def _backward(mode, grad_y, x, geom, version, y=None, indices=None, count_includ
             grad_y, x = xp.ascontiguousarray(grad_y), xp.ascontiguousarray(x)
             y = None if y is None else xp.ascontiguousarray(y)
             indices = None if indices is None else xp.ascontiguousarray(indices)
-            module.pool2d_backward(mode, newest(module, "pool2d", version), x.dtype.name, at.device, at.stream,
+            module.pool2d_backward(mode, version_arg(version), x.dtype.name, at.device, at.stream,
                                    gx.data.ptr, grad_y.data.ptr, x.data.ptr, ptr(y), ptr(indices),
                                    window_shape(math.prod(x.shape[:2]), geom), count_include_pad, divisor, p)
     return gx
