@@ -475,7 +475,9 @@ Plan plan_v2(const Gemm& gm, int groups, int sms) {
   const long long tiles = (long long)ceil_div(gm.M, p.bm) * ceil_div(gm.N, p.bn) * groups;
   const long long want = 2LL * sms;
   long long splits = 1;
-  if (tiles < want) splits = std::min<long long>({(want + tiles - 1) / tiles, std::max(1, gm.R / (16 * BK)), 256});
+  if (tiles < want)  // grid.z = groups * splits must stay within 65535
+    splits = std::min<long long>({(want + tiles - 1) / tiles, std::max(1, gm.R / (16 * BK)), 256, 65535 / groups});
+  splits = std::max(1LL, splits);
   p.chunk = ceil_div(ceil_div(gm.R, (int)splits), BK) * BK;
   p.splits = ceil_div(gm.R, p.chunk);
   p.workspace = p.splits > 1 ? sizeof(T) * (std::size_t)p.splits * groups * gm.M * gm.N : 0;
@@ -523,6 +525,7 @@ void validate(const Conv2dShape& s) {
     require(v >= 1, "conv2d: sizes, strides, dilations and groups must be >= 1");
   require(s.ph >= 0 && s.pw >= 0, "conv2d: padding must be >= 0");
   require(s.c % s.groups == 0 && s.k % s.groups == 0, "conv2d: groups must divide both channel counts");
+  require(s.groups <= 65535, "conv2d: at most 65535 groups (one grid row of blocks each)");
   require_int32((long long)s.n * s.c * s.h * s.w, "x");
   require_int32((long long)s.n * s.k * s.oh * s.ow, "y");
   require_int32((long long)s.k * (s.c / s.groups) * s.kh * s.kw, "w");
