@@ -1,7 +1,8 @@
 """Array-module detection, the workspace limit, and what backends are available.
 
-NumPy arrays run on the CPU reference; CuPy arrays run on the GPU, through the same
-array-module-generic reference code. convlab never copies between host and device.
+NumPy arrays run on the CPU reference; CuPy arrays run on the GPU: through the CUDA kernels
+of the extension ``convlab._C`` where an op has one (:func:`kernels_for`), otherwise through
+the same array-module-generic reference code. convlab never copies between host and device.
 """
 from __future__ import annotations
 
@@ -56,6 +57,66 @@ def set_workspace_limit(nbytes: int) -> int:
     return old
 
 
+# ----------------------------------------------------------------------------- CUDA kernels
+
+_kernels = None
+_kernels_error = None
+_kernels_tried = False
+_device_errors: dict = {}
+
+
+def kernels():
+    """The CUDA extension module ``convlab._C``, or ``None`` when it is not available
+    (:func:`kernels_error` says why). Importing it needs no GPU; its calls raise
+    ``RuntimeError`` with CUDA's error text when there is none."""
+    global _kernels, _kernels_error, _kernels_tried
+    if not _kernels_tried:
+        _kernels_tried = True
+        try:
+            from . import _C as module
+        except ImportError as exc:
+            _kernels_error = (f"the CUDA extension convlab._C is not part of this build ({exc}); "
+                              "install with nvcc on PATH, see docs/building.md")
+        else:
+            _kernels = module
+    return _kernels
+
+
+def kernels_error():
+    """Why :func:`kernels` is ``None`` (``None`` when the extension loaded)."""
+    kernels()
+    return _kernels_error
+
+
+def _device_error(device_id: int):
+    """Why the extension's machine code cannot run on this device, or None."""
+    if device_id not in _device_errors:
+        props = _cupy.cuda.runtime.getDeviceProperties(device_id)
+        cc = (int(props["major"]), int(props["minor"]))
+        built = [(int(a) // 10, int(a) % 10) for a in kernels().build_info()["archs"].split(";") if a]
+        # cubins run on the same major at an equal or newer minor; the newest arch's PTX on anything newer.
+        ok = any(cc[0] == b[0] and cc[1] >= b[1] for b in built) or (built and cc > max(built))
+        _device_errors[device_id] = None if ok else (
+            f"convlab._C was built for compute capabilities {built} but device {device_id} is {cc}; "
+            f"rebuild with CONVLAB_CUDA_ARCHS={cc[0]}{cc[1]}")
+    return _device_errors[device_id]
+
+
+def kernels_unavailable(x):
+    """Why the CUDA kernels cannot take array ``x``, or ``None`` when they can."""
+    if _cupy is None or not isinstance(x, _cupy.ndarray):
+        return f"the CUDA kernels take CuPy arrays, got {type(x).__module__}.{type(x).__name__}"
+    if kernels() is None:
+        return _kernels_error
+    return _device_error(x.device.id)
+
+
+def kernels_for(x):
+    """The extension module when its kernels can take array ``x`` (a CuPy array on a device it
+    was built for), else ``None``: the one test every GPU dispatch makes."""
+    return kernels() if kernels_unavailable(x) is None else None
+
+
 # ----------------------------------------------------------------------------- info
 
 def backend_info() -> dict:
@@ -70,9 +131,21 @@ def backend_info() -> dict:
         "cupy": None,
         "cupy_unavailable_reason": None,
         "devices": [],
-        "cuda_extension": False,
-        "cuda_extension_unavailable_reason": "the CUDA extension convlab._C is not part of this build",
+        "cuda_extension": kernels() is not None,
+        "cuda_extension_unavailable_reason": kernels_error(),
+        "cuda_build": None,
+        "cuda_kernel_versions": None,
+        "cuda_devices": [],
+        "cuda_unavailable_reason": kernels_error(),
     }
+    if kernels() is not None:
+        info["cuda_build"] = kernels().build_info()
+        info["cuda_kernel_versions"] = kernels().versions()
+        try:
+            info["cuda_devices"] = kernels().devices()
+            info["cuda_unavailable_reason"] = None if info["cuda_devices"] else "no CUDA device found"
+        except RuntimeError as exc:  # no driver or no device: the extension says why in CUDA's words
+            info["cuda_unavailable_reason"] = str(exc)
     if _cupy is None:
         info["cupy_unavailable_reason"] = f"cupy is not importable ({_cupy_error})"
     else:

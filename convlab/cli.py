@@ -72,8 +72,8 @@ def run_bench(cases=DEFAULT_CASES, dtype=np.float32, repeat=3, out=sys.stdout):
         chosen = _conv.choose_algorithm(case.x_shape, case.w_shape, groups=case.params.get("groups", 1),
                                         **{k: v for k, v in case.params.items() if k != "groups"}).algorithm
         flops = case.flops(ref.shape)
-        for algo in _conv.ALGORITHMS:
-            if algo == "naive" and flops / 2 > NAIVE_MAX_MACS:
+        for algo, module in _conv.ALGORITHMS.items():
+            if getattr(module, "DEVICE", "cpu") != "cpu" or (algo == "naive" and flops / 2 > NAIVE_MAX_MACS):
                 continue
             y = conv(x, w, algorithm=algo, **case.params)
             err = float(np.abs(y - ref).max()) / scale

@@ -1,8 +1,9 @@
 """The convolution family: conv, its backward pass, and the transposed convolution.
 
 All public ``conv{1,2,3}d*`` functions are made from the generic functions here; the
-algorithms they dispatch to live in :mod:`convlab.reference` and each provides
-``forward(x, w, args)``, ``grad_input(gy, w, args)`` and ``grad_weight(gy, x, args)``.
+algorithms they dispatch to live in :mod:`convlab.reference` (and :mod:`convlab.cuda.conv`
+for CuPy arrays) and each provides ``forward(x, w, args)``, ``grad_input(gy, w, args)`` and
+``grad_weight(gy, x, args)``.
 """
 from __future__ import annotations
 
@@ -13,18 +14,19 @@ from dataclasses import dataclass
 from . import _params as P
 from ._backend import get_array_module
 from ._nd import family
+from .cuda import conv as cuda
 from .reference import direct, im2col, naive
 
-ALGORITHMS = {"naive": naive, "direct": direct, "im2col": im2col}
+ALGORITHMS = {"naive": naive, "direct": direct, "im2col": im2col, "cuda": cuda}
 PLANNED = ("fft", "separable", "winograd")
 CHOICES = ("auto",) + tuple(ALGORITHMS) + PLANNED
 
 
-def _algorithm(name, args):
+def _algorithm(name, args, x):
     if not isinstance(name, str):
         raise TypeError(f"algorithm must be a string, one of {CHOICES}, got {name!r}")
     if name == "auto":
-        return ALGORITHMS[_choose(args).algorithm]
+        return ALGORITHMS[_choose(args, x).algorithm]
     if name in ALGORITHMS:
         return ALGORITHMS[name]
     if name in PLANNED:
@@ -58,7 +60,9 @@ class Choice:
 _measured: dict = {}
 
 
-def _choose(args):
+def _choose(args, x=None):
+    if x is not None and cuda.unavailable(args, x) is None:
+        return Choice("cuda", "CuPy arrays and the CUDA extension: the implicit-GEMM kernels of csrc/conv2d.cu")
     geom = args.geom
     cg = args.in_channels // args.groups
     return Choice("im2col", f"{cg} channels x {math.prod(geom.kernel)} taps per group: one BLAS product "
@@ -113,10 +117,11 @@ def conv(nd, x, w, b=None, stride=1, padding=0, dilation=1, groups=1, *, flip=Fa
     ``padding``: int, per-dim ints, per-dim ``(lo, hi)`` pairs, ``"valid"``, ``"same"``
     (output ``ceil(n/s)``, odd extra pad at the end) or ``"full"`` (``d*(k-1)`` each side).
     Output size per axis: ``floor((n + lo + hi - d*(k-1) - 1) / s) + 1``.
-    ``algorithm``: ``"auto"``, ``"naive"`` (the loop oracle), ``"direct"``, ``"im2col"``.
+    ``algorithm``: ``"auto"``, ``"naive"`` (the loop oracle), ``"direct"``, ``"im2col"``, ``"cuda"``
+    (CuPy arrays, 1-d and 2-d; ``"auto"`` picks it when the CUDA extension is built).
     """
     args = P.conv_args(x, w, b, stride, padding, dilation, groups, nd)
-    algo = _algorithm(algorithm, args)
+    algo = _algorithm(algorithm, args, x)
     if not isinstance(flip, bool):
         raise TypeError(f"flip must be a bool, got {flip!r}")
     y = algo.forward(x, _flip(w, nd) if flip else w, args)
@@ -140,7 +145,7 @@ def conv_backward(nd, grad_y, x, w, b=None, stride=1, padding=0, dilation=1, gro
     """
     args = P.conv_args(x, w, b, stride, padding, dilation, groups, nd)
     P.check_grad_y(grad_y, x, (args.batch, args.out_channels) + args.geom.out_size)
-    algo = _algorithm(algorithm, args)
+    algo = _algorithm(algorithm, args, x)
     wf = _flip(w, nd) if flip else w
     gx = algo.grad_input(grad_y, wf, args)
     gw = algo.grad_weight(grad_y, x, args)
@@ -169,7 +174,7 @@ def conv_transpose(nd, x, w, b=None, stride=1, padding=0, output_padding=0, grou
     (smaller than the stride or the dilation) adds cells at the high end of each axis.
     """
     args = P.conv_transpose_args(x, w, b, stride, padding, output_padding, groups, dilation, nd)
-    y = _algorithm(algorithm, args).grad_input(x, w, args)
+    y = _algorithm(algorithm, args, x).grad_input(x, w, args)
     if b is not None:
         y += _bias_view(b, nd)
     return y
@@ -188,7 +193,7 @@ def conv_transpose_backward(nd, grad_y, x, w, b=None, stride=1, padding=0, outpu
     """
     args = P.conv_transpose_args(x, w, b, stride, padding, output_padding, groups, dilation, nd)
     P.check_grad_y(grad_y, x, (args.batch, args.in_channels) + args.geom.in_size)
-    algo = _algorithm(algorithm, args)
+    algo = _algorithm(algorithm, args, x)
     gx = algo.forward(grad_y, w, args)
     gw = algo.grad_weight(x, grad_y, args)
     gb = _sum_bias_grad(grad_y, nd) if b is not None else None

@@ -1,0 +1,63 @@
+"""The ``"cuda"`` convolution algorithm: the kernels of csrc/conv2d.cu for CuPy arrays.
+
+Like the reference algorithm modules it provides ``forward(x, w, args)``,
+``grad_input(gy, w, args)`` and ``grad_weight(gy, x, args)`` (eq. 9.7/9.8 and 9.11-9.13;
+shapes as in :mod:`convlab.conv`), plus ``version=`` to pick a kernel version. conv1d runs as
+conv2d of height 1; the transposed convolution is ``grad_input``. 3-d convolution has no
+kernel: :func:`unavailable` says so and ``"auto"`` runs the reference on the GPU instead.
+"""
+from __future__ import annotations
+
+from .._backend import kernels, kernels_unavailable
+from ._launch import geometry_2d, on_device, ptr, version_arg
+
+DEVICE = "gpu"  # takes CuPy arrays only
+
+
+def unavailable(args, x):
+    """Why this algorithm cannot run ``args`` on array ``x``, or None."""
+    if args.nd == 3:
+        return "there is no 3-d CUDA kernel (algorithm='im2col' or 'direct' run conv3d on the GPU through CuPy)"
+    return kernels_unavailable(x)
+
+
+def _shape(args) -> tuple:
+    g = geometry_2d(args.geom)
+    return ((args.batch, args.in_channels) + g.in_size + (args.out_channels,) + g.kernel + g.out_size + g.stride
+            + (g.pad[0][0], g.pad[1][0]) + g.dilation + (args.groups,))
+
+
+def _run(op, out_shape, in0, in1, args, version):
+    reason = unavailable(args, in0)
+    if reason is not None:
+        raise ValueError(f"algorithm='cuda' cannot run this convolution: {reason}")
+    module = kernels()
+    with on_device(in0) as at:
+        xp = at.xp
+        if 0 in out_shape or in0.size == 0 or in1.size == 0:
+            return xp.zeros(out_shape, dtype=in0.dtype)
+        in0, in1 = xp.ascontiguousarray(in0), xp.ascontiguousarray(in1)
+        version = version_arg(version)
+        dtype, shape = in0.dtype.name, _shape(args)
+        nbytes = module.conv2d_workspace(op, version, dtype, at.device, shape)
+        ws = xp.empty(nbytes, dtype=xp.uint8) if nbytes else None
+        out = xp.empty(out_shape, dtype=in0.dtype)
+        module.conv2d(op, version, dtype, at.device, at.stream, out.data.ptr, in0.data.ptr, in1.data.ptr,
+                      ptr(ws), nbytes, shape)
+    return out
+
+
+def forward(x, w, args, version=None):
+    """``y (N, K, *out)`` from ``x (N, C, *n)`` and ``w (K, C/groups, *k)``."""
+    return _run("forward", (args.batch, args.out_channels) + args.geom.out_size, x, w, args, version)
+
+
+def grad_input(gy, w, args, version=None):
+    """``grad_x (N, C, *n)`` from ``grad_y (N, K, *out)`` and ``w``: a gather, no atomics."""
+    return _run("grad_input", (args.batch, args.in_channels) + args.geom.in_size, gy, w, args, version)
+
+
+def grad_weight(gy, x, args, version=None):
+    """``grad_w (K, C/groups, *k)`` from ``grad_y (N, K, *out)`` and ``x (N, C, *n)``."""
+    shape = (args.out_channels, args.in_channels // args.groups) + args.geom.kernel
+    return _run("grad_weight", shape, gy, x, args, version)

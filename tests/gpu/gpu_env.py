@@ -1,0 +1,65 @@
+"""Shared by tests/gpu: skip a whole test module, with the reason, unless CuPy, a CUDA device
+and the CUDA extension are all usable; helpers to compare GPU results with the NumPy reference."""
+import math
+
+import numpy as np
+import pytest
+
+
+def require_gpu():
+    """The ``cupy`` module, or a module-level skip saying what is missing."""
+    cupy = pytest.importorskip("cupy", reason="CuPy is not installed (the GPU tests need cupy and a CUDA device)")
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as exc:  # no driver, no device
+        pytest.skip(f"no usable CUDA device ({type(exc).__name__}: {exc})", allow_module_level=True)
+    if count < 1:
+        pytest.skip("no CUDA device", allow_module_level=True)
+    from convlab._backend import kernels, kernels_error, kernels_unavailable
+
+    if kernels() is None:
+        pytest.skip(f"CUDA extension unavailable: {kernels_error()}", allow_module_level=True)
+    reason = kernels_unavailable(cupy.zeros(1))
+    if reason is not None:
+        pytest.skip(reason, allow_module_level=True)
+    return cupy
+
+
+def assert_close(got, ref, reduction: int, what: str = ""):
+    """``got`` (a CuPy array) against the float64 NumPy ``ref``, with a tolerance that scales with
+    the length of the sums behind each element and with the dtype."""
+    import cupy
+
+    assert isinstance(got, cupy.ndarray), f"{what}: expected a CuPy array, got {type(got).__name__}"
+    host = cupy.asnumpy(got)
+    assert host.shape == ref.shape, f"{what}: shape {host.shape}, expected {ref.shape}"
+    eps = 1e-5 if got.dtype == np.float32 else 1e-12
+    scale = max(float(np.abs(ref).max()) if ref.size else 0.0, 1.0)
+    np.testing.assert_allclose(host, ref, rtol=0, atol=eps * math.sqrt(max(reduction, 1)) * scale, err_msg=what)
+
+
+def delayed_copy_kernel(cupy, dtype):
+    """A raw kernel that spins for ``cycles`` clock ticks, then copies ``src`` to ``dst``: queued
+    first on a stream, it makes any work that ignores that stream read stale data."""
+    t = "float" if dtype == np.float32 else "double"
+    return cupy.RawKernel(r'''
+extern "C" __global__ void delayed_copy(const %s* src, %s* dst, long long n, long long cycles) {
+  long long t0 = clock64();
+  while (clock64() - t0 < cycles) {}
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
+    dst[i] = src[i];
+}''' % (t, t), "delayed_copy")
+
+
+def on_stream_after_delay(cupy, fresh, stale_buffer, op):
+    """Queue on a new non-blocking stream: a delayed copy of ``fresh`` into ``stale_buffer``, then
+    ``op(stale_buffer)``; return op's result after synchronizing. Only an op that runs on the
+    current stream sees the fresh values."""
+    cupy.cuda.Device().synchronize()  # stale_buffer's own initialisation is done
+    stream = cupy.cuda.Stream(non_blocking=True)
+    kernel = delayed_copy_kernel(cupy, fresh.dtype)
+    with stream:
+        kernel((64,), (256,), (fresh, stale_buffer, np.int64(fresh.size), np.int64(200_000_000)))
+        out = op(stale_buffer)
+    stream.synchronize()
+    return out
