@@ -5,7 +5,7 @@
 // Cells outside the input are padding: max ignores them, avg and lp count them as zeros.
 //   max  y = the window's maximum (the first in row-major window order; a NaN wins), with
 //        index = iy*W + ix of that cell (-1 for a window without input cells)
-//   avg  y = sum / divisor, the divisor being `divisor` when > 0, else the number of window
+//   avg  y = sum / divisor, the divisor being `divisor` when nonzero, else the number of window
 //        cells inside [-ph, H + ph_hi) x [-pw, W + pw_hi) (count_include_pad) or inside the input
 //   lp   y = (sum |x|^p)^(1/p)
 // The backward pass is a gather: input cell i sums over the windows o that cover it, so no
@@ -35,7 +35,7 @@ namespace {
 enum Mode { MAX = 0, AVG = 1, LP = 2 };
 
 struct Params {
-  int divisor;       // avg: override when > 0
+  int divisor;       // avg: override when nonzero
   int include_pad;   // avg: count_include_pad
   double p;          // lp
 };
@@ -48,7 +48,7 @@ __device__ inline int taps_inside(int start, int k, int d, int lo, int hi) {
 }
 
 __device__ inline int avg_divisor(const Window2dShape& s, const Params& a, int oy, int ox) {
-  if (a.divisor > 0) return a.divisor;
+  if (a.divisor != 0) return a.divisor;
   const int y0 = oy * s.sh - s.ph, x0 = ox * s.sw - s.pw;
   if (a.include_pad)
     return taps_inside(y0, s.kh, s.dh, -s.ph, s.h + s.ph_hi) * taps_inside(x0, s.kw, s.dw, -s.pw, s.w + s.pw_hi);
@@ -193,7 +193,7 @@ int mode_of(const PoolOptions& o) {
 }
 
 Params params_of(const PoolOptions& o) {
-  require(o.divisor >= 0 && o.divisor < INT_MAX, "pool2d: divisor must be 0 (none) or a positive int");
+  require(o.divisor > INT_MIN && o.divisor < INT_MAX, "pool2d: divisor must fit an int (0: none)");
   require(o.mode != "lp" || (std::isfinite(o.p) && o.p > 0), "pool2d: lp needs a finite p > 0");
   return {(int)o.divisor, o.count_include_pad ? 1 : 0, o.p};
 }

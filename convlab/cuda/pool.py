@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 
-from .._params import check_shape
+from .._params import check_shape, lp_norm
 from ._launch import on_device, ptr, require_kernels, version_arg, window_shape
 
 
@@ -65,11 +65,8 @@ def _backward(mode, grad_y, x, geom, version, y=None, indices=None, count_includ
 
 
 def _divisor(divisor_override):
-    if divisor_override is None:
-        return 0
-    if isinstance(divisor_override, bool) or not isinstance(divisor_override, int) or divisor_override < 1:
-        raise ValueError(f"divisor_override must be None or a positive int, got {divisor_override!r}")
-    return divisor_override
+    """The kernels' divisor argument: 0 for none (the value was checked by _params.divisor_override)."""
+    return 0 if divisor_override is None else divisor_override
 
 
 def max_pool2d(x, geom, return_indices=False, version=None):
@@ -100,20 +97,14 @@ def avg_pool2d_backward(grad_y, x, geom, count_include_pad=True, divisor_overrid
                      divisor=_divisor(divisor_override))
 
 
-def _power(p):
-    if isinstance(p, bool) or not isinstance(p, (int, float)) or not math.isfinite(p) or p <= 0:
-        raise ValueError(f"p must be a finite number > 0, got {p!r}")
-    return float(p)
-
-
 def lp_pool2d(x, p, geom, version=None):
     """``(sum |x|^p)^(1/p)`` over each window (L2 pooling is ``p=2``)."""
-    return _forward("lp", x, geom, version, p=_power(p))
+    return _forward("lp", x, geom, version, p=lp_norm(p))
 
 
 def lp_pool2d_backward(grad_y, x, p, geom, y=None, version=None):
     """``grad_x``; ``y`` is the forward output (recomputed when None)."""
-    p = _power(p)
+    p = lp_norm(p)
     if y is None:
         y = lp_pool2d(x, p, geom, version=version)
     else:

@@ -10,6 +10,7 @@ from gpu_env import assert_close, on_stream_after_delay, require_gpu
 
 cupy = require_gpu()
 
+import convlab  # noqa: E402
 from convlab import _backend  # noqa: E402
 from convlab._params import make_geometry  # noqa: E402
 from convlab.cuda import pool  # noqa: E402
@@ -170,7 +171,36 @@ def test_bad_arguments_raise_value_errors():
     with pytest.raises(ValueError, match="p must be"):
         pool.lp_pool2d(x, 0, geom)
     with pytest.raises(ValueError, match="divisor_override"):
-        pool.avg_pool2d(x, geom, divisor_override=0)
+        convlab.avg_pool2d(x, 3, divisor_override=0)
     with pytest.raises(ValueError, match="CuPy"):
         pool.max_pool2d(np.zeros((2, 3, 13, 11)), geom)
     assert math.prod(pool.max_pool2d(x, geom).shape) == 2 * 3 * math.prod(geom.out_size)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+def test_public_pooling_api_dispatches_cupy_to_the_kernels(dtype):
+    """convlab.*_pool{1,2}d on CuPy arrays: CuPy out, equal to the NumPy reference, forward and backward."""
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((2, 3, 13, 11)).astype(dtype)
+    cases = [
+        (convlab.max_pool2d, convlab.max_pool2d_backward, (3,), dict(stride=2, padding=1, dilation=(1, 2))),
+        (convlab.avg_pool2d, convlab.avg_pool2d_backward, (3,), dict(stride=2, padding=1, ceil_mode=True,
+                                                                     count_include_pad=False)),
+        (convlab.avg_pool2d, convlab.avg_pool2d_backward, (2,), dict(divisor_override=-3)),
+        (convlab.lp_pool2d, convlab.lp_pool2d_backward, (2.5, 3), dict(stride=2, ceil_mode=True)),
+        (convlab.max_pool1d, convlab.max_pool1d_backward, (4,), dict(stride=3, padding=2, ceil_mode=True)),
+    ]
+    for fwd, bwd, args, kw in cases:
+        xin = x[:, :, 0] if fwd is convlab.max_pool1d else x
+        ref = fwd(xin, *args, **kw)
+        got = fwd(cupy.asarray(xin), *args, **kw)
+        assert isinstance(got, cupy.ndarray) and got.dtype == xin.dtype
+        assert_close(got, ref, 9, f"{fwd.__name__} forward")
+        gy = rng.standard_normal(ref.shape).astype(dtype)
+        gref = bwd(gy, xin, *args, **kw)
+        ggot = bwd(cupy.asarray(gy), cupy.asarray(xin), *args, **kw)
+        assert isinstance(ggot, cupy.ndarray)
+        assert_close(ggot, gref, 9, f"{fwd.__name__} backward")
+    y, idx = convlab.max_pool2d(cupy.asarray(x), 3, stride=2, padding=1, return_indices=True)
+    y_ref, idx_ref = convlab.max_pool2d(x, 3, stride=2, padding=1, return_indices=True)
+    np.testing.assert_array_equal(cupy.asnumpy(idx), idx_ref)
