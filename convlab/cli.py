@@ -75,6 +75,10 @@ def run_bench(cases=DEFAULT_CASES, dtype=np.float32, repeat=3, out=sys.stdout):
         for algo in _conv.ALGORITHMS:
             if algo == "naive" and flops / 2 > NAIVE_MAX_MACS:
                 continue
+            try:
+                conv(x, w, algorithm=algo, **case.params)
+            except ValueError:  # the algorithm cannot serve this layer (e.g. winograd for 7x7)
+                continue
             y = conv(x, w, algorithm=algo, **case.params)
             err = float(np.abs(y - ref).max()) / scale
             t = _best_time(lambda: conv(x, w, algorithm=algo, **case.params), 1 if algo == "naive" else repeat)

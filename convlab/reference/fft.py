@@ -1,0 +1,229 @@
+"""FFT convolution: the convolution theorem, all samples and channels in one transform.
+
+Cross-correlation is a product in the frequency domain. With ``F`` the real FFT over the
+spatial axes (size ``L >= padded size`` per axis, so nothing wraps around) and ``*`` the
+complex conjugate::
+
+    Z[n, k]  = F^-1( sum_c F(V_pad[n, c]) * conj(F(K_d[k, c])) )          then Z[j*s]
+
+where ``K_d`` is the kernel dilated by ``d`` (zeros between taps) and the stride is
+applied by keeping every ``s``-th output. The channel sum is a matrix product at every
+frequency ``f``: ``Z_f (N x K_g) = V_f (N x C_g) @ conj(K_f) (C_g x K_g)`` per group,
+one batched matmul over all frequencies. The backward passes are the same theorem::
+
+    dV_pad[n, c] = F^-1( sum_k F(G_up[n, k]) * F(K_d[k, c]) )              (true convolution)
+    dK_d[k, c]   = F^-1( sum_n F(V_pad[n, c]) * conj(F(G_up[n, k])) )      then dK_d[m*d]
+
+with ``G_up`` the output gradient spread back onto the stride-1 grid (zeros between).
+
+Arrays are kept spatial-axes-first, ``(*spatial, G, N, C_g)``, so the transforms return
+frequency-major data and the per-frequency matrices are contiguous for the matmul.
+
+Precision guard (see docs/algorithms.md). An FFT spreads every input cell's rounding
+error over the whole plane: the error of each output is about ``eps * log2(L)`` times
+the *largest* output, where a direct sum's error is relative to its own window. When the
+input holds regions of very different magnitude, small outputs lose accuracy. Before a
+float32 transform the input is cut into regions (the kernel's span, at least
+``MIN_REGION`` cells per axis); with ``r`` the ratio of the largest region maximum to the
+smallest nonzero one, the work is done in float64 when ``eps32 * log2(prod L) * r``
+exceeds ``FLOAT32_TOLERANCE`` (the accuracy float32 results are held to). A non-finite
+input or weight would spread NaN to every output, so it falls back to
+:mod:`convlab.reference.direct`, where NaN stays inside the windows that read it.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .._backend import get_array_module
+from . import direct
+from .direct import grouped_weight, split_groups
+from .windows import pad
+
+FLOAT32_TOLERANCE = 1e-4
+MIN_REGION = 8
+
+
+# ----------------------------------------------------------------------------- transforms
+
+def _rfftn(a, size, nd):
+    """Real FFT over the leading ``nd`` axes, zero-extended to ``size``."""
+    axes = tuple(range(nd))
+    if isinstance(a, np.ndarray):
+        import scipy.fft
+        return scipy.fft.rfftn(a, s=size, axes=axes, workers=-1)
+    return get_array_module(a).fft.rfftn(a, s=size, axes=axes)
+
+
+def _irfftn(a, size, nd):
+    axes = tuple(range(nd))
+    if isinstance(a, np.ndarray):
+        import scipy.fft
+        return scipy.fft.irfftn(a, s=size, axes=axes, workers=-1)
+    return get_array_module(a).fft.irfftn(a, s=size, axes=axes)
+
+
+def fft_size(geom):
+    """Transform size per axis: the padded size rounded up to a fast length (2, 3, 5, 7-smooth)."""
+    import scipy.fft
+    return tuple(scipy.fft.next_fast_len(p, real=True) for p in geom.padded_size)
+
+
+def _spread(a, step, size, nd):
+    """Zero insertion on the leading ``nd`` axes: ``out[j*step] = a[j]``, ``size`` cells each."""
+    xp = get_array_module(a)
+    out = xp.zeros(tuple(size) + a.shape[nd:], dtype=a.dtype)
+    out[_every(step, a.shape[:nd])] = a
+    return out
+
+
+def _every(step, count):
+    """Index of cells ``0, step, ..., (count-1)*step`` on each leading axis."""
+    return tuple(slice(0, (c - 1) * s + 1, s) for s, c in zip(step, count))
+
+
+def _spatial_first(a, groups, nd):
+    """``(N, C, *sp) -> (*sp, G, N, C/G)``: one copy."""
+    a = split_groups(a, groups)  # (N, G, C_g, *sp)
+    return a.transpose(tuple(range(3, 3 + nd)) + (1, 0, 2))
+
+
+def _channels_first(a, nd):
+    """``(*sp, G, N, C_g) -> (N, G*C_g, *sp)``, contiguous."""
+    xp = get_array_module(a)
+    g, n, cg = a.shape[nd:]
+    out = a.transpose((nd + 1, nd, nd + 2) + tuple(range(nd)))
+    return xp.ascontiguousarray(out).reshape((n, g * cg) + a.shape[:nd])
+
+
+def _kernel_spectrum(w, args, size, dtype):
+    """``(K, C_g, *k) -> (F, G, C_g, K_g)``: the dilated kernel's transform, frequency-major."""
+    geom, nd = args.geom, args.nd
+    wg = grouped_weight(w.astype(dtype, copy=False), args.groups)  # (G, K_g, C_g, *k)
+    ws = wg.transpose(tuple(range(3, 3 + nd)) + (0, 2, 1))  # (*k, G, C_g, K_g)
+    wd = _spread(ws, geom.dilation, geom.span, nd)
+    spec = _rfftn(wd, size, nd)
+    return spec.reshape((-1,) + spec.shape[nd:])
+
+
+def _contract(a, b):
+    """Per-frequency batched matrix product ``(..., p, r) @ (..., r, q)``. With ``r == 1`` it
+    is a broadcast product, much faster than millions of 1x1 matrix products."""
+    if a.shape[-1] == 1:
+        return a * b
+    return get_array_module(a).matmul(a, b)
+
+
+# ----------------------------------------------------------------------------- guard
+
+def _region_ratio(a, geom):
+    """Largest over smallest nonzero regional maximum of ``|a|`` (``a``: ``(N, C, *sp)``),
+    worst over samples; ``inf`` when ``a`` is not finite. Channels are merged: every output
+    sums over them, so a region's scale is its largest channel."""
+    xp = get_array_module(a)
+    nd = geom.nd
+    mag = xp.abs(a).max(axis=1)  # (N, *sp)
+    block = tuple(min(max(s, MIN_REGION), n) for s, n in zip(geom.span, mag.shape[1:]))
+    counts = tuple(-(-n // b) for n, b in zip(mag.shape[1:], block))
+    widths = [(0, 0)] + [(0, c * b - n) for c, b, n in zip(counts, block, mag.shape[1:])]
+    mag = xp.pad(mag, widths)
+    shape = (mag.shape[0],) + tuple(v for cb in zip(counts, block) for v in cb)
+    regions = mag.reshape(shape).max(axis=tuple(range(2, 2 + 2 * nd, 2))).reshape(mag.shape[0], -1)
+    if not bool(xp.isfinite(regions).all()):
+        return math.inf
+    hi = regions.max(axis=1)
+    lo = xp.where(regions > 0, regions, xp.inf).min(axis=1)
+    ratio = xp.where(hi > 0, hi / lo, 1.0)
+    return float(ratio.max())
+
+
+def error_estimate(ratio, geom):
+    """Estimated float32 FFT error relative to the smallest region's outputs."""
+    return float(np.finfo(np.float32).eps) * math.log2(max(2, math.prod(fft_size(geom)))) * ratio
+
+
+def work_dtype(signal, w, geom):
+    """The dtype to transform in, or ``None`` when a non-finite operand means: go direct."""
+    xp = get_array_module(signal)
+    if not bool(xp.isfinite(w).all()):
+        return None
+    ratio = _region_ratio(signal, geom)
+    if math.isinf(ratio):
+        return None
+    if signal.dtype == np.float32 and error_estimate(ratio, geom) > FLOAT32_TOLERANCE:
+        return np.dtype(np.float64)
+    return signal.dtype
+
+
+# ----------------------------------------------------------------------------- algorithm
+
+def correlate(x, w, args, dtype):
+    """The forward pass computed in ``dtype`` (no guard); returns ``(N, K, *out)`` in ``dtype``."""
+    geom, nd = args.geom, args.nd
+    size = fft_size(geom)
+    xs = _spatial_first(pad(x.astype(dtype, copy=False), geom), args.groups, nd)
+    spec = _rfftn(xs, size, nd)
+    freq = spec.shape[:nd]
+    spec = spec.reshape((-1,) + spec.shape[nd:])  # (F, G, N, C_g)
+    prod = _contract(spec, _kernel_spectrum(w, args, size, dtype).conj())  # (F, G, N, K_g)
+    z = _irfftn(prod.reshape(freq + prod.shape[1:]), size, nd)
+    return _channels_first(z[_every(geom.stride, geom.out_size)], nd)
+
+
+def convolve_transposed(gy, w, args, dtype):
+    """The input gradient computed in ``dtype`` (no guard): ``(N, C, *n)``."""
+    geom, nd = args.geom, args.nd
+    size = fft_size(geom)
+    stride1 = tuple(p - s + 1 for p, s in zip(geom.padded_size, geom.span))
+    gs = _spread(_spatial_first(gy.astype(dtype, copy=False), args.groups, nd), geom.stride, stride1, nd)
+    spec = _rfftn(gs, size, nd)
+    freq = spec.shape[:nd]
+    spec = spec.reshape((-1,) + spec.shape[nd:])  # (F, G, N, K_g)
+    prod = _contract(spec, _kernel_spectrum(w, args, size, dtype).swapaxes(-1, -2))  # (F, G, N, C_g)
+    gpad = _irfftn(prod.reshape(freq + prod.shape[1:]), size, nd)
+    crop = tuple(slice(lo, lo + n) for n, (lo, _) in zip(geom.in_size, geom.pad))
+    return _channels_first(gpad[crop], nd)
+
+
+def weight_gradient(gy, x, args, dtype):
+    """The weight gradient computed in ``dtype`` (no guard): ``(K, C_g, *k)``."""
+    geom, nd = args.geom, args.nd
+    size = fft_size(geom)
+    stride1 = tuple(p - s + 1 for p, s in zip(geom.padded_size, geom.span))
+    gs = _spread(_spatial_first(gy.astype(dtype, copy=False), args.groups, nd), geom.stride, stride1, nd)
+    xs = _spatial_first(pad(x.astype(dtype, copy=False), geom), args.groups, nd)
+    gspec = _rfftn(gs, size, nd)
+    freq = gspec.shape[:nd]
+    gspec = gspec.reshape((-1,) + gspec.shape[nd:])  # (F, G, N, K_g)
+    xspec = _rfftn(xs, size, nd)
+    xspec = xspec.reshape((-1,) + xspec.shape[nd:])  # (F, G, N, C_g)
+    prod = _contract(gspec.conj().swapaxes(-1, -2), xspec)  # (F, G, K_g, C_g)
+    gwd = _irfftn(prod.reshape(freq + prod.shape[1:]), size, nd)
+    gw = gwd[_every(geom.dilation, geom.kernel)]  # (*k, G, K_g, C_g)
+    gw = gw.transpose((nd, nd + 1, nd + 2) + tuple(range(nd)))
+    xp = get_array_module(gw)
+    return xp.ascontiguousarray(gw).reshape((args.out_channels, args.in_channels // args.groups) + geom.kernel)
+
+
+def forward(x, w, args):
+    dtype = work_dtype(x, w, args.geom)
+    if dtype is None:
+        return direct.forward(x, w, args)
+    return correlate(x, w, args, dtype).astype(x.dtype, copy=False)
+
+
+def grad_input(gy, w, args):
+    dtype = work_dtype(gy, w, args.geom)
+    if dtype is None:
+        return direct.grad_input(gy, w, args)
+    return convolve_transposed(gy, w, args, dtype).astype(gy.dtype, copy=False)
+
+
+def grad_weight(gy, x, args):
+    # Each weight-gradient entry sums over the whole input, so its direct error is
+    # relative to the same global magnitude as the FFT's: only non-finite data is routed.
+    xp = get_array_module(gy)
+    if not (bool(xp.isfinite(gy).all()) and bool(xp.isfinite(x).all())):
+        return direct.grad_weight(gy, x, args)
+    return weight_gradient(gy, x, args, gy.dtype)
