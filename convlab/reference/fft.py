@@ -104,7 +104,12 @@ def _kernel_spectrum(w, args, size, dtype):
     ws = wg.transpose(tuple(range(3, 3 + nd)) + (0, 2, 1))  # (*k, G, C_g, K_g)
     wd = _spread(ws, geom.dilation, geom.span, nd)
     spec = _rfftn(wd, size, nd)
-    return spec.reshape((-1,) + spec.shape[nd:])
+    return _frequency_major(spec, nd)
+
+
+def _frequency_major(spec, nd):
+    """``(*F, ...) -> (prod F, ...)``."""
+    return spec.reshape((math.prod(spec.shape[:nd]),) + spec.shape[nd:])
 
 
 def _contract(a, b):
@@ -123,6 +128,8 @@ def _region_ratio(a, geom):
     sums over them, so a region's scale is its largest channel."""
     xp = get_array_module(a)
     nd = geom.nd
+    if a.size == 0:
+        return 1.0
     mag = xp.abs(a).max(axis=1)  # (N, *sp)
     block = tuple(min(max(s, MIN_REGION), n) for s, n in zip(geom.span, mag.shape[1:]))
     counts = tuple(-(-n // b) for n, b in zip(mag.shape[1:], block))
@@ -165,7 +172,7 @@ def correlate(x, w, args, dtype):
     xs = _spatial_first(pad(x.astype(dtype, copy=False), geom), args.groups, nd)
     spec = _rfftn(xs, size, nd)
     freq = spec.shape[:nd]
-    spec = spec.reshape((-1,) + spec.shape[nd:])  # (F, G, N, C_g)
+    spec = _frequency_major(spec, nd)  # (F, G, N, C_g)
     prod = _contract(spec, _kernel_spectrum(w, args, size, dtype).conj())  # (F, G, N, K_g)
     z = _irfftn(prod.reshape(freq + prod.shape[1:]), size, nd)
     return _channels_first(z[_every(geom.stride, geom.out_size)], nd)
@@ -179,7 +186,7 @@ def convolve_transposed(gy, w, args, dtype):
     gs = _spread(_spatial_first(gy.astype(dtype, copy=False), args.groups, nd), geom.stride, stride1, nd)
     spec = _rfftn(gs, size, nd)
     freq = spec.shape[:nd]
-    spec = spec.reshape((-1,) + spec.shape[nd:])  # (F, G, N, K_g)
+    spec = _frequency_major(spec, nd)  # (F, G, N, K_g)
     prod = _contract(spec, _kernel_spectrum(w, args, size, dtype).swapaxes(-1, -2))  # (F, G, N, C_g)
     gpad = _irfftn(prod.reshape(freq + prod.shape[1:]), size, nd)
     crop = tuple(slice(lo, lo + n) for n, (lo, _) in zip(geom.in_size, geom.pad))
@@ -195,9 +202,9 @@ def weight_gradient(gy, x, args, dtype):
     xs = _spatial_first(pad(x.astype(dtype, copy=False), geom), args.groups, nd)
     gspec = _rfftn(gs, size, nd)
     freq = gspec.shape[:nd]
-    gspec = gspec.reshape((-1,) + gspec.shape[nd:])  # (F, G, N, K_g)
+    gspec = _frequency_major(gspec, nd)  # (F, G, N, K_g)
     xspec = _rfftn(xs, size, nd)
-    xspec = xspec.reshape((-1,) + xspec.shape[nd:])  # (F, G, N, C_g)
+    xspec = _frequency_major(xspec, nd)  # (F, G, N, C_g)
     prod = _contract(gspec.conj().swapaxes(-1, -2), xspec)  # (F, G, K_g, C_g)
     gwd = _irfftn(prod.reshape(freq + prod.shape[1:]), size, nd)
     gw = gwd[_every(geom.dilation, geom.kernel)]  # (*k, G, K_g, C_g)

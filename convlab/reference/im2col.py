@@ -9,40 +9,21 @@ The patch matrix of sample ``n`` and group ``g`` has one column per output posit
 Backward: ``dK_mat[g] = sum_n G[n, g] @ cols[n, g].T`` and ``dcols = K_mat[g].T @ G[n, g]``,
 folded back onto the input (col2im, the adjoint of the gather).
 
-The patch matrix is ``prod(k)`` times the input, so it is built in chunks (samples, then
-rows of the first output axis) that each stay under the workspace limit
-(:func:`convlab.set_workspace_limit`); the smallest chunk is one output row of one sample.
+:func:`patch_matrix` builds this matrix exactly (PyTorch's ``unfold``, used by
+:func:`convlab.im2col`). The algorithm builds the same rows, ordered (tap, channel), on the
+columns of the flattened phase grid that :mod:`.direct` uses: there each tap's rows are
+one contiguous range of the phase array, so the gather is a block copy per tap. The
+matrix is ``prod(k)`` times the input, so it is built in column chunks that stay in
+cache (see :func:`.direct.column_chunks`) and under the workspace limit (:func:`convlab.set_workspace_limit`); each chunk's
+product is written straight into the output.
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 
-from .._backend import get_array_module, workspace_limit
-from .direct import grouped_weight, split_groups
-from .windows import add_tap, pad, taps, unpad, windows
-
-
-def _chunks(args, itemsize):
-    """Yield ``(batch slice, first row, sub-geometry)`` for patch-matrix chunks under the limit."""
-    geom = args.geom
-    out0, rest = geom.out_size[0], math.prod(geom.out_size[1:])
-    per_row = args.in_channels * math.prod(geom.kernel) * rest * itemsize
-    limit = workspace_limit()
-    if per_row * out0 <= limit:
-        nb, rows = max(1, limit // (per_row * out0)), out0
-    else:
-        nb, rows = 1, max(1, limit // per_row)
-    for n0 in range(0, args.batch, nb):
-        for r0 in range(0, out0, rows):
-            sub = dataclasses.replace(geom, out_size=(min(rows, out0 - r0),) + geom.out_size[1:])
-            yield slice(n0, n0 + nb), r0, sub
-
-
-def _row_view(a, r0, geom):
-    """Grouped padded input ``(nb, G, C_g, *padded)`` (or its gradient) from the first
-    cell that output row ``r0`` reads."""
-    return a[:, :, :, r0 * geom.stride[0]:]
+from .._backend import get_array_module
+from .direct import column_chunks, input_gradient, outputs, phases, plan, spread_gradient, tap_weights
+from .windows import add_tap, taps, windows
 
 
 def patch_matrix(xg, sub):
@@ -62,47 +43,71 @@ def col2im_into(gpadg, dcols, sub):
         add_tap(gpadg, d[(slice(None),) * 3 + tuple(tap)], tap, sub)
 
 
-def _out_rows(a, r0, sub):
-    return a[(slice(None), slice(None), slice(None), slice(r0, r0 + sub.out_size[0]))]
+def _kernel_matrix(w, args):
+    """``(K, C_g, *k) -> (G, K_g, taps*C_g)``, rows of the patch ordered (tap, channel)."""
+    xp = get_array_module(w)
+    wt = tap_weights(w, args)  # (taps, G, K_g, C_g)
+    return xp.ascontiguousarray(wt.transpose(1, 2, 0, 3)).reshape(wt.shape[1], wt.shape[2], wt.shape[0] * wt.shape[3])
+
+
+def _chunks(args, p, itemsize):
+    rows = p.blocks * args.in_channels * len(p.layout.taps)
+    return column_chunks(p.columns, rows * itemsize)
+
+
+def _fill(cols, ph, p, c0, cn):
+    """Patch rows ``(B, G, taps*C_g, cn)`` for columns ``c0 .. c0+cn``: one block copy per tap."""
+    cg = ph.shape[3]
+    for t, (phase, off) in enumerate(p.layout.taps):
+        cols[:, :, t * cg:(t + 1) * cg, :cn] = ph[phase, ..., c0 + off:c0 + off + cn]
+    return cols[..., :cn]
+
+
+def _patch_buffer(ph, p, args, first_chunk):
+    xp = get_array_module(ph)
+    return xp.empty((p.blocks, args.groups, ph.shape[3] * len(p.layout.taps), first_chunk), dtype=ph.dtype)
 
 
 def forward(x, w, args):
     xp = get_array_module(x)
-    geom, groups = args.geom, args.groups
-    xg = split_groups(pad(x, geom), groups)
-    wmat = grouped_weight(w, groups).reshape(groups, args.out_channels // groups, -1)
-    y = xp.empty((args.batch, groups, wmat.shape[1]) + geom.out_size, dtype=x.dtype)
-    for nsl, r0, sub in _chunks(args, x.itemsize):
-        cols = patch_matrix(_row_view(xg[nsl], r0, sub), sub)
-        yc = xp.matmul(wmat, cols)
-        _out_rows(y[nsl], r0, sub)[...] = yc.reshape(yc.shape[:3] + sub.out_size)
-    return y.reshape((args.batch, args.out_channels) + geom.out_size)
+    p = plan(args)
+    ph = phases(x, args, p)
+    wmat = _kernel_matrix(w, args)
+    z = xp.empty((p.blocks,) + wmat.shape[:2] + (p.width,), dtype=x.dtype)
+    cols = None
+    for c0, cn in _chunks(args, p, x.itemsize):
+        cols = _patch_buffer(ph, p, args, cn) if cols is None else cols
+        xp.matmul(wmat, _fill(cols, ph, p, c0, cn), out=z[..., c0:c0 + cn])
+    return outputs(z, args, p)
 
 
 def grad_weight(gy, x, args):
     xp = get_array_module(gy)
-    geom, groups = args.geom, args.groups
-    kg = args.out_channels // groups
-    xg = split_groups(pad(x, geom), groups)
-    gyg = gy.reshape((args.batch, groups, kg) + geom.out_size)
-    gw = xp.zeros((groups, kg, (args.in_channels // groups) * math.prod(geom.kernel)), dtype=gy.dtype)
-    for nsl, r0, sub in _chunks(args, x.itemsize):
-        cols = patch_matrix(_row_view(xg[nsl], r0, sub), sub)
-        g = _out_rows(gyg[nsl], r0, sub).reshape(cols.shape[:2] + (kg, cols.shape[3]))
-        gw += xp.matmul(g, cols.swapaxes(-1, -2)).sum(axis=0)
-    return gw.reshape((args.out_channels, args.in_channels // groups) + geom.kernel)
+    p = plan(args)
+    ph = phases(x, args, p)
+    g = spread_gradient(gy, args, p)
+    groups, kg, cg = g.shape[1], g.shape[2], ph.shape[3]
+    taps_ = len(p.layout.taps)
+    gw = xp.zeros((groups, kg, taps_ * cg), dtype=gy.dtype)
+    cols = None
+    for c0, cn in _chunks(args, p, gy.itemsize):
+        cols = _patch_buffer(ph, p, args, cn) if cols is None else cols
+        gw += xp.matmul(g[..., c0:c0 + cn], _fill(cols, ph, p, c0, cn).swapaxes(-1, -2)).sum(axis=0)
+    gw = gw.reshape(groups, kg, taps_, cg).transpose(0, 1, 3, 2)
+    return xp.ascontiguousarray(gw).reshape((args.out_channels, cg) + args.geom.kernel)
 
 
 def grad_input(gy, w, args):
     xp = get_array_module(gy)
-    geom, groups = args.geom, args.groups
-    wmat = grouped_weight(w, groups).reshape(groups, args.out_channels // groups, -1)
-    kg, cg = wmat.shape[1], args.in_channels // groups
-    gyg = gy.reshape((args.batch, groups, kg) + geom.out_size)
-    gpad = xp.zeros((args.batch, groups, cg) + geom.padded_size, dtype=gy.dtype)
-    for nsl, r0, sub in _chunks(args, gy.itemsize):
-        g = _out_rows(gyg[nsl], r0, sub)
-        g = g.reshape(g.shape[:3] + (-1,))
-        dcols = xp.matmul(wmat.swapaxes(-1, -2), g)
-        col2im_into(_row_view(gpad[nsl], r0, sub), dcols, sub)
-    return xp.ascontiguousarray(unpad(gpad, geom)).reshape((args.batch, args.in_channels) + geom.in_size)
+    p = plan(args)
+    g = spread_gradient(gy, args, p)
+    wmat_t = _kernel_matrix(w, args).swapaxes(-1, -2)  # (G, taps*C_g, K_g)
+    cg = args.in_channels // args.groups
+    gph = xp.zeros((p.layout.phases, p.blocks, args.groups, cg, p.width), dtype=gy.dtype)
+    dcols = None
+    for c0, cn in _chunks(args, p, gy.itemsize):
+        dcols = xp.empty((p.blocks,) + wmat_t.shape[:2] + (cn,), dtype=gy.dtype) if dcols is None else dcols
+        d = xp.matmul(wmat_t, g[..., c0:c0 + cn], out=dcols[..., :cn])
+        for t, (phase, off) in enumerate(p.layout.taps):  # col2im: each tap's rows back onto its columns
+            gph[phase, ..., c0 + off:c0 + off + cn] += d[:, :, t * cg:(t + 1) * cg]
+    return input_gradient(gph, args, p)

@@ -58,10 +58,12 @@ def factor(w):
     """
     xp = get_array_module(w)
     lead, kernel = w.shape[:2], w.shape[2:]
-    rest = w.astype(xp.float64).reshape(lead + (-1,))
+    taps = math.prod(kernel)
+    rest = w.astype(xp.float64).reshape(lead + (taps,))
     factors = []
     for k in kernel[:-1]:
-        u, s, vt = xp.linalg.svd(rest.reshape(lead + (k, -1)), full_matrices=False)
+        taps //= k
+        u, s, vt = xp.linalg.svd(rest.reshape(lead + (k, taps)), full_matrices=False)
         factors.append(u[..., :, 0])
         rest = s[..., :1] * vt[..., 0, :]
     factors.append(rest)
@@ -70,8 +72,9 @@ def factor(w):
     share = total ** (1.0 / len(factors))
     factors = [xp.where(total > 0, f * share / xp.where(n > 0, n, 1.0), 0.0) for f, n in zip(factors, norms)]
     w64 = w.astype(xp.float64)
-    err = xp.sqrt(((w64 - outer(factors)) ** 2).reshape(lead + (-1,)).sum(axis=-1))
-    size = xp.sqrt((w64 ** 2).reshape(lead + (-1,)).sum(axis=-1))
+    axes = tuple(range(2, w.ndim))
+    err = xp.sqrt(((w64 - outer(factors)) ** 2).sum(axis=axes))
+    size = xp.sqrt((w64 ** 2).sum(axis=axes))
     residual = float(xp.where(size > 0, err / xp.where(size > 0, size, 1.0), 0.0).max()) if w.size else 0.0
     return [f.astype(w.dtype) for f in factors], residual
 

@@ -131,7 +131,7 @@ def _correlate(x, w, args, m):
                                                      in zip(ext, geom.in_size, geom.pad))))
     # U: (alpha^nd, G, K_g, C_g) transformed kernels.
     wg = grouped_weight(w, groups)
-    u = _transform(gm, wg.transpose(tuple(range(3, 3 + nd)) + (0, 1, 2)), nd).reshape(-1, groups, kg, cg)
+    u = _transform(gm, wg.transpose(tuple(range(3, 3 + nd)) + (0, 1, 2)), nd).reshape(alpha ** nd, groups, kg, cg)
     y = xp.empty((args.batch, groups, kg) + tuple(t * m for t in tiles), dtype=x.dtype)
     per_sample = (alpha ** nd) * (args.in_channels + args.out_channels) * math.prod(tiles) * x.itemsize
     step = max(1, workspace_limit() // max(1, per_sample))
@@ -141,7 +141,7 @@ def _correlate(x, w, args, m):
         d = _tiles(xs, m, tiles)  # (nb, G, C_g, *tiles, *alpha)
         order = tuple(range(3 + nd, 3 + 2 * nd)) + (1, 2, 0) + tuple(range(3, 3 + nd))
         v = _transform(bt, xp.ascontiguousarray(d.transpose(order)), nd)  # (*alpha, G, C_g, nb, *tiles)
-        mm = xp.matmul(u, v.reshape(alpha ** nd, groups, cg, -1))  # (alpha^nd, G, K_g, nb*T)
+        mm = xp.matmul(u, v.reshape(alpha ** nd, groups, cg, nb * math.prod(tiles)))  # (alpha^nd, G, K_g, nb*T)
         z = _transform(at, mm.reshape((alpha,) * nd + (groups, kg, nb) + tiles), nd)  # (*m, G, K_g, nb, *tiles)
         order = (nd + 2, nd, nd + 1) + tuple(i for a in range(nd) for i in (nd + 3 + a, a))
         y[n0:n0 + nb] = z.transpose(order).reshape((nb, groups, kg) + tuple(t * m for t in tiles))
