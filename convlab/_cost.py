@@ -1,13 +1,13 @@
 """The cost model behind ``algorithm="auto"``: predicted forward time of each algorithm.
 
-Each algorithm's time is a non-negative combination of a few counts of its work::
+Each algorithm's time is a non-negative combination of counts of its work::
 
     t = sum_i theta[dtype][algorithm][i] * feature_i(shapes)
 
-The features below are exact counts (multiply-adds, elements moved, transform work);
-the constants ``theta`` (seconds per unit) are fitted on the machine by
-``benchmarks/fit_cost_model.py``, which times every algorithm on a grid of shapes and
-writes them to :mod:`convlab._cost_constants`.
+The features are exact counts for the implementations in :mod:`convlab.reference`
+(multiply-adds, elements written or copied, library calls); the constants ``theta``
+(seconds per unit) are fitted on the machine by ``benchmarks/fit_cost_model.py``, which
+times every algorithm on a grid of shapes and rewrites :mod:`convlab._cost_constants`.
 """
 from __future__ import annotations
 
@@ -16,16 +16,40 @@ import math
 import numpy as np
 
 from . import _cost_constants
+from .reference import direct as _direct
 from .reference import fft as _fft
+from .reference import windows as _windows
 from .reference import winograd as _winograd
 
 FEATURES = {
-    "direct": ("macs", "tap_elements", "taps", "call"),
-    "im2col": ("macs", "patch_elements", "out_elements", "call"),
-    "fft": ("transform", "spectral_macs", "elements", "call"),
+    # matrix products' multiply-adds, accumulator elements, matrix products, copied elements, 1
+    "direct": ("macs", "accumulated", "calls", "copied", "call"),
+    # multiply-adds, patch elements, block copies and products, copied elements, 1
+    "im2col": ("macs", "patch", "calls", "copied", "call"),
+    # transform work (planes * L * log2 L), spectral multiply-adds, elements moved, 1
+    "fft": ("transform", "spectral_macs", "moved", "call"),
+    # multiply-adds at the transform points, transform work, 1
     "winograd": ("macs", "transform", "call"),
-    "separable": ("pass_macs", "pass_elements", "call"),
+    # multiply-adds of the 1-D passes, pass elements, passes' taps, 1
+    "separable": ("macs", "elements", "taps", "call"),
 }
+
+
+def _grid_features(args, rows_per_column):
+    """Shared by the two algorithms on the flattened phase grid (:mod:`.reference.direct`)."""
+    p = _direct.plan(args)
+    g, kg = args.groups, args.out_channels // args.groups
+    cg = args.in_channels // g
+    step = max(_direct.MIN_CHUNK, _direct.CACHE_BYTES // max(1, rows_per_column * p.blocks * 4))
+    chunks = -(-p.columns // step)
+    cols = p.blocks * p.columns  # computed columns, the grid's cropped cells included
+    taps = len(p.layout.taps)
+    copied = 0
+    if p.samples > 1 or not _windows.trivial(args.geom):  # else the input is its own phase
+        copied += args.batch * args.in_channels * p.layout.plane * p.layout.phases
+    if p.samples > 1 or p.layout.grid != args.geom.out_size:  # else the output grid is the output
+        copied += args.batch * args.out_channels * p.layout.plane
+    return p, g * kg * cg * taps * cols, cols, chunks, taps, copied
 
 
 def features(name, args):
@@ -33,12 +57,12 @@ def features(name, args):
     geom = args.geom
     n, c, k, g = args.batch, args.in_channels, args.out_channels, args.groups
     cg = c // g
-    taps, out = math.prod(geom.kernel), math.prod(geom.out_size)
-    macs = n * k * cg * taps * out
     if name == "direct":
-        return (macs, n * c * out * taps, taps * g, 1.0)
+        p, macs, cols, chunks, taps, copied = _grid_features(args, 2 * k)
+        return (macs, k * taps * cols, taps * chunks * p.blocks * g, copied, 1.0)
     if name == "im2col":
-        return (macs, n * c * taps * out, n * k * out, 1.0)
+        p, macs, cols, chunks, taps, copied = _grid_features(args, c * math.prod(geom.kernel))
+        return (macs, c * taps * cols, chunks * (taps + p.blocks * g), copied, 1.0)
     if name == "fft":
         size = _fft.fft_size(geom)
         cells = math.prod(size)
@@ -52,13 +76,13 @@ def features(name, args):
         points = alpha ** nd
         return (n * k * cg * points * tiles, (n * c + n * k) * tiles * points * alpha * nd, 1.0)
     if name == "separable":
-        size, pass_macs, elements = list(geom.padded_size), 0, 0
+        size, macs, elements = list(geom.padded_size), 0, 0
         for axis, kk in enumerate(geom.kernel):
             size[axis] = geom.out_size[axis]
             cells = n * k * cg * math.prod(size)
-            pass_macs += cells * kk
+            macs += cells * kk
             elements += cells
-        return (pass_macs, elements, 1.0)
+        return (macs, elements, sum(geom.kernel), 1.0)
     raise KeyError(name)
 
 

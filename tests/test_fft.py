@@ -1,4 +1,5 @@
 """algorithm="fft": the loop oracle, PyTorch, SciPy, finite differences, the precision guard, NaN."""
+import itertools
 import math
 
 import numpy as np
@@ -137,3 +138,26 @@ def test_fft_nonfinite_input_stays_inside_its_windows(bad):
     gy[0, 0, 0, 0] = np.nan
     gx, gw, _ = convlab.conv2d_backward(gy, x, w, padding=1, algorithm="fft")
     assert np.isnan(gx[0, :, :2, :2]).all() and np.isfinite(gx[0, :, 3:, 3:]).all()
+
+
+@pytest.mark.parametrize("shape,k", [((2, 3, 37), 3), ((1, 2, 20, 17), 5), ((2, 1, 9, 10, 11), 3),
+                                     ((3, 2, 33, 40), 12)])
+def test_region_ratio_matches_loops(shape, k):
+    """The guard's statistic, written out: max over regions of the kernel's span (at least
+    MIN_REGION cells, cut at the edge) of |x| over channels; largest over smallest nonzero."""
+    rng = np.random.default_rng(8)
+    a = rng.standard_normal(shape) * np.exp(2 * rng.standard_normal(shape))
+    a[0, ..., :5] = 0.0  # zero regions do not count
+    nd = len(shape) - 2
+    args = args_of(a, np.zeros((1, shape[1]) + (k,) * nd), {})
+    block = [min(max(k, fft.MIN_REGION), n) for n in shape[2:]]
+    worst = 1.0
+    for n in range(shape[0]):
+        maxima = []
+        for corner in itertools.product(*[range(0, s, b) for s, b in zip(shape[2:], block)]):
+            maxima.append(np.abs(a[(n, slice(None)) + tuple(slice(c, c + b) for c, b in zip(corner, block))]).max())
+        nonzero = [m for m in maxima if m > 0]
+        worst = max(worst, max(maxima) / min(nonzero))
+    assert fft._region_ratio(a, args.geom) == pytest.approx(worst, rel=1e-12)
+    a[-1, 0, ..., -1] = np.nan
+    assert fft._region_ratio(a, args.geom) == math.inf

@@ -53,6 +53,15 @@ def tap_weights(w, args):
     return xp.ascontiguousarray(wg.transpose(3, 0, 1, 2))
 
 
+def matmul(a, b, out=None):
+    """Batched matrix product ``a @ b``. Over an inner axis of length 1 it is an outer
+    product, done as a broadcast multiply: BLAS calls with one inner term are slow."""
+    xp = get_array_module(a)
+    if a.shape[-1] == 1:
+        return xp.multiply(a, b, out=out)
+    return xp.matmul(a, b, out=out)
+
+
 # ----------------------------------------------------------------------------- layout
 
 @dataclass(frozen=True)
@@ -153,9 +162,9 @@ def forward(x, w, args):
         for t, (phase, off) in enumerate(p.layout.taps):
             cols = ph[phase, ..., c0 + off:c0 + off + cn]
             if t == 0:
-                xp.matmul(wt[t], cols, out=acc)
+                matmul(wt[t], cols, out=acc)
             else:
-                acc += xp.matmul(wt[t], cols, out=tmp)
+                acc += matmul(wt[t], cols, out=tmp)
     return outputs(z, args, p)
 
 
@@ -169,7 +178,7 @@ def grad_input(gy, w, args):
     for c0, cn in column_chunks(p.columns, p.blocks * shape[1] * (wt.shape[2] + wt.shape[3]) * gy.itemsize):
         tmp = xp.empty(shape + (cn,), dtype=gy.dtype)
         for t, (phase, off) in enumerate(p.layout.taps):
-            gph[phase, ..., c0 + off:c0 + off + cn] += xp.matmul(wt[t], g[..., c0:c0 + cn], out=tmp)
+            gph[phase, ..., c0 + off:c0 + off + cn] += matmul(wt[t], g[..., c0:c0 + cn], out=tmp)
     return input_gradient(gph, args, p)
 
 

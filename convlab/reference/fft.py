@@ -38,7 +38,7 @@ import numpy as np
 
 from .._backend import get_array_module
 from . import direct
-from .direct import grouped_weight, split_groups
+from .direct import grouped_weight, matmul, split_groups
 from .windows import pad
 
 FLOAT32_TOLERANCE = 1e-4
@@ -112,14 +112,6 @@ def _frequency_major(spec, nd):
     return spec.reshape((math.prod(spec.shape[:nd]),) + spec.shape[nd:])
 
 
-def _contract(a, b):
-    """Per-frequency batched matrix product ``(..., p, r) @ (..., r, q)``. With ``r == 1`` it
-    is a broadcast product, much faster than millions of 1x1 matrix products."""
-    if a.shape[-1] == 1:
-        return a * b
-    return get_array_module(a).matmul(a, b)
-
-
 # ----------------------------------------------------------------------------- guard
 
 def _region_ratio(a, geom):
@@ -130,13 +122,16 @@ def _region_ratio(a, geom):
     nd = geom.nd
     if a.size == 0:
         return 1.0
-    mag = xp.abs(a).max(axis=1)  # (N, *sp)
-    block = tuple(min(max(s, MIN_REGION), n) for s, n in zip(geom.span, mag.shape[1:]))
-    counts = tuple(-(-n // b) for n, b in zip(mag.shape[1:], block))
-    widths = [(0, 0)] + [(0, c * b - n) for c, b, n in zip(counts, block, mag.shape[1:])]
-    mag = xp.pad(mag, widths)
-    shape = (mag.shape[0],) + tuple(v for cb in zip(counts, block) for v in cb)
-    regions = mag.reshape(shape).max(axis=tuple(range(2, 2 + 2 * nd, 2))).reshape(mag.shape[0], -1)
+    size = a.shape[2:]
+    block = tuple(min(max(s, MIN_REGION), n) for s, n in zip(geom.span, size))
+    counts = tuple(-(-n // b) for n, b in zip(size, block))
+    mag = xp.abs(a)
+    if any(c * b != n for c, b, n in zip(counts, block, size)):  # zeros do not change a maximum
+        mag = xp.pad(mag, [(0, 0), (0, 0)] + [(0, c * b - n) for c, b, n in zip(counts, block, size)])
+    # Leading axes first, with the contiguous last axis inside (fast), then the last axis.
+    lead = tuple(v for cb in zip(counts[:-1], block[:-1]) for v in cb)
+    mag = mag.reshape(mag.shape[:2] + lead + mag.shape[-1:]).max(axis=(1,) + tuple(range(3, 2 + 2 * (nd - 1), 2)))
+    regions = mag.reshape(mag.shape[:-1] + (counts[-1], block[-1])).max(axis=-1).reshape(a.shape[0], -1)
     if not bool(xp.isfinite(regions).all()):
         return math.inf
     hi = regions.max(axis=1)
@@ -173,7 +168,7 @@ def correlate(x, w, args, dtype):
     spec = _rfftn(xs, size, nd)
     freq = spec.shape[:nd]
     spec = _frequency_major(spec, nd)  # (F, G, N, C_g)
-    prod = _contract(spec, _kernel_spectrum(w, args, size, dtype).conj())  # (F, G, N, K_g)
+    prod = matmul(spec, _kernel_spectrum(w, args, size, dtype).conj())  # (F, G, N, K_g)
     z = _irfftn(prod.reshape(freq + prod.shape[1:]), size, nd)
     return _channels_first(z[_every(geom.stride, geom.out_size)], nd)
 
@@ -187,7 +182,7 @@ def convolve_transposed(gy, w, args, dtype):
     spec = _rfftn(gs, size, nd)
     freq = spec.shape[:nd]
     spec = _frequency_major(spec, nd)  # (F, G, N, K_g)
-    prod = _contract(spec, _kernel_spectrum(w, args, size, dtype).swapaxes(-1, -2))  # (F, G, N, C_g)
+    prod = matmul(spec, _kernel_spectrum(w, args, size, dtype).swapaxes(-1, -2))  # (F, G, N, C_g)
     gpad = _irfftn(prod.reshape(freq + prod.shape[1:]), size, nd)
     crop = tuple(slice(lo, lo + n) for n, (lo, _) in zip(geom.in_size, geom.pad))
     return _channels_first(gpad[crop], nd)
@@ -205,7 +200,7 @@ def weight_gradient(gy, x, args, dtype):
     gspec = _frequency_major(gspec, nd)  # (F, G, N, K_g)
     xspec = _rfftn(xs, size, nd)
     xspec = _frequency_major(xspec, nd)  # (F, G, N, C_g)
-    prod = _contract(gspec.conj().swapaxes(-1, -2), xspec)  # (F, G, K_g, C_g)
+    prod = matmul(gspec.conj().swapaxes(-1, -2), xspec)  # (F, G, K_g, C_g)
     gwd = _irfftn(prod.reshape(freq + prod.shape[1:]), size, nd)
     gw = gwd[_every(geom.dilation, geom.kernel)]  # (*k, G, K_g, C_g)
     gw = gw.transpose((nd, nd + 1, nd + 2) + tuple(range(nd)))

@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 
 from .._backend import get_array_module
-from .direct import column_chunks, input_gradient, outputs, phases, plan, spread_gradient, tap_weights
+from .direct import column_chunks, input_gradient, matmul, outputs, phases, plan, spread_gradient, tap_weights
 from .windows import add_tap, taps, windows
 
 
@@ -77,7 +77,7 @@ def forward(x, w, args):
     cols = None
     for c0, cn in _chunks(args, p, x.itemsize):
         cols = _patch_buffer(ph, p, args, cn) if cols is None else cols
-        xp.matmul(wmat, _fill(cols, ph, p, c0, cn), out=z[..., c0:c0 + cn])
+        matmul(wmat, _fill(cols, ph, p, c0, cn), out=z[..., c0:c0 + cn])
     return outputs(z, args, p)
 
 
@@ -107,7 +107,7 @@ def grad_input(gy, w, args):
     dcols = None
     for c0, cn in _chunks(args, p, gy.itemsize):
         dcols = xp.empty((p.blocks,) + wmat_t.shape[:2] + (cn,), dtype=gy.dtype) if dcols is None else dcols
-        d = xp.matmul(wmat_t, g[..., c0:c0 + cn], out=dcols[..., :cn])
+        d = matmul(wmat_t, g[..., c0:c0 + cn], out=dcols[..., :cn])
         for t, (phase, off) in enumerate(p.layout.taps):  # col2im: each tap's rows back onto its columns
             gph[phase, ..., c0 + off:c0 + off + cn] += d[:, :, t * cg:(t + 1) * cg]
     return input_gradient(gph, args, p)

@@ -124,7 +124,8 @@ def phase_layout(geom) -> PhaseLayout:
     return PhaseLayout(grid, tuple(layout), span)
 
 
-def _trivial(geom):
+def trivial(geom):
+    """Stride 1 and no padding: the input is its own (only) phase."""
     return all(s == 1 for s in geom.stride) and not any(lo or hi for lo, hi in geom.pad)
 
 
@@ -150,7 +151,7 @@ def to_phases(x, geom, layout):
     xp = get_array_module(x)
     nd = geom.nd
     lead = x.shape[:-nd]
-    if _trivial(geom):  # stride 1, no padding: the input is its only phase
+    if trivial(geom):  # stride 1, no padding: the input is its only phase
         return x.reshape((1,) + lead + (layout.plane,))
     out = xp.zeros((layout.phases,) + lead + layout.grid, dtype=x.dtype)
     for phase in range(layout.phases):
@@ -167,7 +168,7 @@ def from_phases(ph, geom, layout):
     nd = geom.nd
     lead = ph.shape[1:-1]
     ph = ph.reshape(ph.shape[:-1] + layout.grid)
-    if _trivial(geom):
+    if trivial(geom):
         return ph[0]
     out = xp.zeros(lead + geom.in_size, dtype=ph.dtype)
     for phase in range(layout.phases):

@@ -34,8 +34,11 @@ import numpy as np
 from .._backend import get_array_module, workspace_limit
 from .._params import Geometry, conv_shape_args
 from . import direct
-from .direct import grouped_weight, split_groups
+from .direct import grouped_weight, matmul, split_groups
 from .windows import pad, unpad, windows
+
+CACHE_BYTES = 4 << 20
+MIN_TILES = 256
 
 # (B^T, G, A^T) for F(m, 3).
 TRANSFORMS = {
@@ -133,15 +136,18 @@ def _correlate(x, w, args, m):
     wg = grouped_weight(w, groups)
     u = _transform(gm, wg.transpose(tuple(range(3, 3 + nd)) + (0, 1, 2)), nd).reshape(alpha ** nd, groups, kg, cg)
     y = xp.empty((args.batch, groups, kg) + tuple(t * m for t in tiles), dtype=x.dtype)
-    per_sample = (alpha ** nd) * (args.in_channels + args.out_channels) * math.prod(tiles) * x.itemsize
-    step = max(1, workspace_limit() // max(1, per_sample))
+    # Samples per chunk: the transformed tiles stay in cache (and under the workspace
+    # limit), yet each product has at least MIN_TILES columns.
+    per_sample = max(1, (alpha ** nd) * (args.in_channels + args.out_channels) * math.prod(tiles) * x.itemsize)
+    step = max(-(-MIN_TILES // math.prod(tiles)), CACHE_BYTES // per_sample)
+    step = max(1, min(step, workspace_limit() // per_sample))
     for n0 in range(0, args.batch, step):
         xs = split_groups(xext[n0:n0 + step], groups)  # (nb, G, C_g, *ext)
         nb = xs.shape[0]
         d = _tiles(xs, m, tiles)  # (nb, G, C_g, *tiles, *alpha)
         order = tuple(range(3 + nd, 3 + 2 * nd)) + (1, 2, 0) + tuple(range(3, 3 + nd))
         v = _transform(bt, xp.ascontiguousarray(d.transpose(order)), nd)  # (*alpha, G, C_g, nb, *tiles)
-        mm = xp.matmul(u, v.reshape(alpha ** nd, groups, cg, nb * math.prod(tiles)))  # (alpha^nd, G, K_g, nb*T)
+        mm = matmul(u, v.reshape(alpha ** nd, groups, cg, nb * math.prod(tiles)))  # (alpha^nd, G, K_g, nb*T)
         z = _transform(at, mm.reshape((alpha,) * nd + (groups, kg, nb) + tiles), nd)  # (*m, G, K_g, nb, *tiles)
         order = (nd + 2, nd, nd + 1) + tuple(i for a in range(nd) for i in (nd + 3 + a, a))
         y[n0:n0 + nb] = z.transpose(order).reshape((nb, groups, kg) + tuple(t * m for t in tiles))
