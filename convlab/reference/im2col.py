@@ -51,21 +51,24 @@ def _kernel_matrix(w, args):
 
 
 def _chunks(args, p, itemsize):
-    rows = p.blocks * args.in_channels * len(p.layout.taps)
-    return column_chunks(p.columns, rows * itemsize)
+    """``(block, first column, count)``: each block's columns in chunks whose patch stays in cache."""
+    rows = args.in_channels * len(p.layout.taps)
+    for b in range(p.blocks):
+        for c0, cn in column_chunks(p.columns, rows * itemsize):
+            yield b, c0, cn
 
 
-def _fill(cols, ph, p, c0, cn):
-    """Patch rows ``(B, G, taps*C_g, cn)`` for columns ``c0 .. c0+cn``: one block copy per tap."""
+def _fill(cols, ph, p, b, c0, cn):
+    """Patch rows ``(G, taps*C_g, cn)`` of block ``b``, columns ``c0 .. c0+cn``: a block copy per tap."""
     cg = ph.shape[3]
     for t, (phase, off) in enumerate(p.layout.taps):
-        cols[:, :, t * cg:(t + 1) * cg, :cn] = ph[phase, ..., c0 + off:c0 + off + cn]
+        cols[:, t * cg:(t + 1) * cg, :cn] = ph[phase, b, :, :, c0 + off:c0 + off + cn]
     return cols[..., :cn]
 
 
-def _patch_buffer(ph, p, args, first_chunk):
-    xp = get_array_module(ph)
-    return xp.empty((p.blocks, args.groups, ph.shape[3] * len(p.layout.taps), first_chunk), dtype=ph.dtype)
+def _buffer(shape, like, chunk, buf):
+    """A reusable chunk buffer ``shape + (chunk,)`` (the first chunk is the largest)."""
+    return get_array_module(like).empty(shape + (chunk,), dtype=like.dtype) if buf is None else buf
 
 
 def forward(x, w, args):
@@ -75,9 +78,9 @@ def forward(x, w, args):
     wmat = _kernel_matrix(w, args)
     z = xp.empty((p.blocks,) + wmat.shape[:2] + (p.width,), dtype=x.dtype)
     cols = None
-    for c0, cn in _chunks(args, p, x.itemsize):
-        cols = _patch_buffer(ph, p, args, cn) if cols is None else cols
-        matmul(wmat, _fill(cols, ph, p, c0, cn), out=z[..., c0:c0 + cn])
+    for b, c0, cn in _chunks(args, p, x.itemsize):
+        cols = _buffer((args.groups, wmat.shape[2]), x, cn, cols)
+        matmul(wmat, _fill(cols, ph, p, b, c0, cn), out=z[b, :, :, c0:c0 + cn])
     return outputs(z, args, p)
 
 
@@ -90,9 +93,9 @@ def grad_weight(gy, x, args):
     taps_ = len(p.layout.taps)
     gw = xp.zeros((groups, kg, taps_ * cg), dtype=gy.dtype)
     cols = None
-    for c0, cn in _chunks(args, p, gy.itemsize):
-        cols = _patch_buffer(ph, p, args, cn) if cols is None else cols
-        gw += xp.matmul(g[..., c0:c0 + cn], _fill(cols, ph, p, c0, cn).swapaxes(-1, -2)).sum(axis=0)
+    for b, c0, cn in _chunks(args, p, gy.itemsize):
+        cols = _buffer((groups, taps_ * cg), gy, cn, cols)
+        gw += xp.matmul(g[b, :, :, c0:c0 + cn], _fill(cols, ph, p, b, c0, cn).swapaxes(-1, -2))
     gw = gw.reshape(groups, kg, taps_, cg).transpose(0, 1, 3, 2)
     return xp.ascontiguousarray(gw).reshape((args.out_channels, cg) + args.geom.kernel)
 
@@ -105,9 +108,9 @@ def grad_input(gy, w, args):
     cg = args.in_channels // args.groups
     gph = xp.zeros((p.layout.phases, p.blocks, args.groups, cg, p.width), dtype=gy.dtype)
     dcols = None
-    for c0, cn in _chunks(args, p, gy.itemsize):
-        dcols = xp.empty((p.blocks,) + wmat_t.shape[:2] + (cn,), dtype=gy.dtype) if dcols is None else dcols
-        d = matmul(wmat_t, g[..., c0:c0 + cn], out=dcols[..., :cn])
+    for b, c0, cn in _chunks(args, p, gy.itemsize):
+        dcols = _buffer(wmat_t.shape[:2], gy, cn, dcols)
+        d = matmul(wmat_t, g[b, :, :, c0:c0 + cn], out=dcols[..., :cn])
         for t, (phase, off) in enumerate(p.layout.taps):  # col2im: each tap's rows back onto its columns
-            gph[phase, ..., c0 + off:c0 + off + cn] += d[:, :, t * cg:(t + 1) * cg]
+            gph[phase, b, :, :, c0 + off:c0 + off + cn] += d[:, t * cg:(t + 1) * cg]
     return input_gradient(gph, args, p)
