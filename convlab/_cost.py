@@ -18,6 +18,7 @@ import numpy as np
 from . import _cost_constants
 from .reference import direct as _direct
 from .reference import fft as _fft
+from .reference import im2col as _im2col
 from .reference import windows as _windows
 from .reference import winograd as _winograd
 
@@ -35,12 +36,12 @@ FEATURES = {
 }
 
 
-def _grid_features(args, rows_per_column):
+def _grid_features(args, bytes_per_column, min_columns):
     """Shared by the two algorithms on the flattened phase grid (:mod:`.reference.direct`)."""
     p = _direct.plan(args)
     g, kg = args.groups, args.out_channels // args.groups
     cg = args.in_channels // g
-    step = max(_direct.MIN_CHUNK, _direct.CACHE_BYTES // max(1, rows_per_column * p.blocks * 4))
+    step = max(min_columns, _direct.CACHE_BYTES // max(1, bytes_per_column))
     chunks = -(-p.columns // step)
     cols = p.blocks * p.columns  # computed columns, the grid's cropped cells included
     taps = len(p.layout.taps)
@@ -57,12 +58,14 @@ def features(name, args):
     geom = args.geom
     n, c, k, g = args.batch, args.in_channels, args.out_channels, args.groups
     cg = c // g
-    if name == "direct":
-        p, macs, cols, chunks, taps, copied = _grid_features(args, 2 * k)
+    if name == "direct":  # chunks span all blocks
+        blocks = _direct.plan(args).blocks
+        p, macs, cols, chunks, taps, copied = _grid_features(args, 8 * blocks * k, _direct.MIN_CHUNK)
         return (macs, k * taps * cols, taps * chunks * p.blocks * g, copied, 1.0)
-    if name == "im2col":
-        p, macs, cols, chunks, taps, copied = _grid_features(args, c * math.prod(geom.kernel))
-        return (macs, c * taps * cols, chunks * (taps + p.blocks * g), copied, 1.0)
+    if name == "im2col":  # chunks of one block each
+        wide = max(_direct.MIN_CHUNK, _im2col.COPY_ELEMENTS // max(1, cg))
+        p, macs, cols, chunks, taps, copied = _grid_features(args, 4 * c * math.prod(geom.kernel), wide)
+        return (macs, c * taps * cols, p.blocks * chunks * (taps + g), copied, 1.0)
     if name == "fft":
         size = _fft.fft_size(geom)
         cells = math.prod(size)

@@ -7,6 +7,7 @@ and, when it cannot serve every convolution, ``unsupported(args)`` (the reason o
 """
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 
@@ -85,7 +86,7 @@ def _choose(args, dtype, signal=None, w=None):
     if measured is not None and (measured.algorithm != "separable" or _is_separable(w)):
         return measured
     dtype = np.dtype(dtype)
-    costs = {name: _cost.predict(name, args, dtype) for name in CANDIDATES if not _unsupported(name, args)}
+    costs = dict(_predicted(args, dtype))
     notes = []
     while True:
         best = min(costs, key=costs.get)
@@ -105,6 +106,12 @@ def _choose(args, dtype, signal=None, w=None):
         break
     ranked = " < ".join(f"{name} {costs[name] * 1e3:.3g} ms" for name in sorted(costs, key=costs.get))
     return Choice(best, "predicted " + ranked + (f" ({'; '.join(notes)})" if notes else ""))
+
+
+@functools.lru_cache(maxsize=1024)
+def _predicted(args, dtype):
+    """The cost model's predicted seconds of every candidate that can serve ``args`` (by shape)."""
+    return tuple((name, _cost.predict(name, args, dtype)) for name in CANDIDATES if not _unsupported(name, args))
 
 
 def _is_separable(w):

@@ -138,11 +138,11 @@ def input_gradient(gph, args, p):
     return _unblocked(gx, p, args.nd)
 
 
-def column_chunks(columns, bytes_per_column):
-    """``(first column, count)`` chunks of about ``CACHE_BYTES`` (at least ``MIN_CHUNK`` columns,
-    so that each matrix product stays efficient), never over the workspace limit."""
+def column_chunks(columns, bytes_per_column, min_columns=MIN_CHUNK):
+    """``(first column, count)`` chunks of about ``CACHE_BYTES`` (at least ``min_columns``, so
+    that each library call has enough work), never over the workspace limit."""
     bytes_per_column = max(1, bytes_per_column)
-    step = max(MIN_CHUNK, CACHE_BYTES // bytes_per_column)
+    step = max(min_columns, CACHE_BYTES // bytes_per_column)
     step = max(1, min(step, workspace_limit() // bytes_per_column))
     for c0 in range(0, columns, step):
         yield c0, min(step, columns - c0)

@@ -22,8 +22,12 @@ from __future__ import annotations
 import math
 
 from .._backend import get_array_module
-from .direct import column_chunks, input_gradient, matmul, outputs, phases, plan, spread_gradient, tap_weights
+from .direct import (MIN_CHUNK, column_chunks, input_gradient, matmul, outputs, phases, plan, spread_gradient,
+                     tap_weights)
 from .windows import add_tap, taps, windows
+
+
+COPY_ELEMENTS = 8192
 
 
 def patch_matrix(xg, sub):
@@ -53,8 +57,10 @@ def _kernel_matrix(w, args):
 def _chunks(args, p, itemsize):
     """``(block, first column, count)``: each block's columns in chunks whose patch stays in cache."""
     rows = args.in_channels * len(p.layout.taps)
+    # Each tap's block copy moves C_g rows: enough columns that a copy is not all call overhead.
+    wide = max(MIN_CHUNK, COPY_ELEMENTS // max(1, args.in_channels // args.groups))
     for b in range(p.blocks):
-        for c0, cn in column_chunks(p.columns, rows * itemsize):
+        for c0, cn in column_chunks(p.columns, rows * itemsize, wide):
             yield b, c0, cn
 
 
