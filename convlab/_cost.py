@@ -31,8 +31,8 @@ FEATURES = {
     "fft": ("transform", "spectral_macs", "moved", "call"),
     # multiply-adds at the transform points, transform work, 1
     "winograd": ("macs", "transform", "call"),
-    # multiply-adds of the 1-D passes, pass elements, passes' taps, 1
-    "separable": ("macs", "elements", "taps", "call"),
+    # multiply-adds of the 1-D passes, pass elements, passes' taps, kernel slices factored by SVD, 1
+    "separable": ("macs", "elements", "taps", "slices", "call"),
 }
 
 
@@ -85,7 +85,7 @@ def features(name, args):
             cells = n * k * cg * math.prod(size)
             macs += cells * kk
             elements += cells
-        return (macs, elements, sum(geom.kernel), 1.0)
+        return (macs, elements, sum(geom.kernel), k * cg, 1.0)
     raise KeyError(name)
 
 
