@@ -117,3 +117,19 @@ def test_winograd_float32_error_within_documented_bounds(nd):
            for m in (2, 4)}
     assert err[2] < BOUNDS[nd, 2] and err[4] < BOUNDS[nd, 4], err
     assert err[4] > err[2]
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_winograd_nonfinite_input_stays_inside_its_windows(bad):
+    x, w = operands((1, 2, 12, 12), (2, 2, 3, 3))
+    x[0, 0, 6, 5] = bad
+    y = convlab.conv2d(x, w, padding=1, algorithm="winograd")
+    touched = np.zeros((12, 12), bool)
+    touched[5:8, 4:7] = True  # the outputs whose 3x3 windows read cell (6, 5), not its whole 4x4 tile
+    assert np.array_equal(~np.isfinite(y[0, 0]), touched)
+    np.testing.assert_allclose(y, convlab.conv2d(x, w, padding=1, algorithm="naive"), atol=1e-12)
+    gy = np.ones_like(y)
+    gy[0, 1, 0, 0] = bad
+    with np.errstate(invalid="ignore"):  # inf * 0 in the weight gradient
+        gx = convlab.conv2d_backward(gy, x, w, padding=1, algorithm="winograd")[0]
+    assert not np.isfinite(gx[0, :, :2, :2]).all() and np.isfinite(gx[0, :, 3:, 3:]).all()

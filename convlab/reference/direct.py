@@ -62,6 +62,12 @@ def matmul(a, b, out=None):
     return xp.matmul(a, b, out=out)
 
 
+def all_finite(*arrays):
+    """True when no array holds NaN or infinity (algorithms that mix a window's inputs with
+    their neighbours' check it, to keep NaN inside the windows that read it)."""
+    return all(bool(get_array_module(a).isfinite(a).all()) for a in arrays)
+
+
 # ----------------------------------------------------------------------------- layout
 
 @dataclass(frozen=True)
@@ -90,13 +96,13 @@ def plan(args) -> Plan:
     return Plan(layout, n // samples, samples)
 
 
-def _blocked(a, groups, p, nd):
+def blocked(a, groups, p, nd):
     """``(N, C, *sp) -> (B, G, C_g, samples, *sp)`` (a view)."""
     a = a.reshape((p.blocks, p.samples, groups, a.shape[1] // groups) + a.shape[2:])
     return a.transpose((0, 2, 3, 1) + tuple(range(4, 4 + nd)))
 
 
-def _unblocked(a, p, nd):
+def unblocked(a, p, nd):
     """``(B, G, R, samples, *sp) -> (N, G*R, *sp)``, contiguous."""
     xp = get_array_module(a)
     a = xp.ascontiguousarray(a.transpose((0, 3, 1, 2) + tuple(range(4, 4 + nd))))
@@ -106,7 +112,7 @@ def _unblocked(a, p, nd):
 def phases(x, args, p):
     """``x (N, C, *n) -> (S, B, G, C_g, width)``: padded and split into stride phases (one
     copy, none for stride 1 without padding)."""
-    ph = to_phases(_blocked(x, args.groups, p, args.nd), args.geom, p.layout)
+    ph = to_phases(blocked(x, args.groups, p, args.nd), args.geom, p.layout)
     return ph.reshape(ph.shape[:4] + (p.width,))
 
 
@@ -118,13 +124,13 @@ def _grid(a, args, p):
 
 def outputs(z, args, p):
     """``(B, G, K_g, width)`` on the grid -> ``(N, K, *out)``."""
-    return _unblocked(_grid(z, args, p), p, args.nd)
+    return unblocked(_grid(z, args, p), p, args.nd)
 
 
 def spread_gradient(gy, args, p):
     """``(N, K, *out) -> (B, G, K_g, width)`` with zeros in the grid cells past the outputs."""
     xp = get_array_module(gy)
-    src = _blocked(gy, args.groups, p, args.nd)
+    src = blocked(gy, args.groups, p, args.nd)
     if p.samples == 1 and p.layout.grid == args.geom.out_size:
         return src.reshape(src.shape[:3] + (p.width,))  # no cells to fill: a view
     g = xp.zeros(src.shape[:3] + (p.width,), dtype=gy.dtype)
@@ -135,7 +141,7 @@ def spread_gradient(gy, args, p):
 def input_gradient(gph, args, p):
     """``(S, B, G, C_g, width)`` phase gradients -> ``(N, C, *n)``."""
     gx = from_phases(gph.reshape(gph.shape[:4] + (p.samples, p.layout.plane)), args.geom, p.layout)
-    return _unblocked(gx, p, args.nd)
+    return unblocked(gx, p, args.nd)
 
 
 def column_chunks(columns, bytes_per_column, min_columns=MIN_CHUNK):

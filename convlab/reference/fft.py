@@ -38,7 +38,7 @@ import numpy as np
 
 from .._backend import get_array_module
 from . import direct
-from .direct import grouped_weight, matmul, split_groups
+from .direct import all_finite, grouped_weight, matmul, split_groups
 from .windows import pad
 
 FLOAT32_TOLERANCE = 1e-4
@@ -147,8 +147,7 @@ def error_estimate(ratio, geom):
 
 def work_dtype(signal, w, geom):
     """The dtype to transform in, or ``None`` when a non-finite operand means: go direct."""
-    xp = get_array_module(signal)
-    if not bool(xp.isfinite(w).all()):
+    if not all_finite(w):
         return None
     ratio = _region_ratio(signal, geom)
     if math.isinf(ratio):
@@ -225,7 +224,6 @@ def grad_input(gy, w, args):
 def grad_weight(gy, x, args):
     # Each weight-gradient entry sums over the whole input, so its direct error is
     # relative to the same global magnitude as the FFT's: only non-finite data is routed.
-    xp = get_array_module(gy)
-    if not (bool(xp.isfinite(gy).all()) and bool(xp.isfinite(x).all())):
+    if not all_finite(gy, x):
         return direct.grad_weight(gy, x, args)
     return weight_gradient(gy, x, args, gy.dtype)

@@ -21,13 +21,16 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from .._backend import get_array_module
-from .direct import (MIN_CHUNK, column_chunks, input_gradient, matmul, outputs, phases, plan, spread_gradient,
-                     tap_weights)
+from .direct import (MIN_CHUNK, blocked, column_chunks, input_gradient, matmul, outputs, phases, plan,
+                     spread_gradient, tap_weights, unblocked)
 from .windows import add_tap, taps, windows
 
 
 COPY_ELEMENTS = 8192
+EXACT_WASTE = 1.2
 
 
 def patch_matrix(xg, sub):
@@ -54,21 +57,38 @@ def _kernel_matrix(w, args):
     return xp.ascontiguousarray(wt.transpose(1, 2, 0, 3)).reshape(wt.shape[1], wt.shape[2], wt.shape[0] * wt.shape[3])
 
 
-def _chunks(args, p, itemsize):
+def exact_columns(args, p):
+    """The patch's columns within a block: ``None`` for every grid column from the first
+    output to the last (a contiguous range: block copies), or, when the grid's cropped
+    cells would add more than ``EXACT_WASTE`` to the work (small planes), the index of the
+    outputs' columns only (gathered)."""
+    out = math.prod(args.geom.out_size)
+    if p.columns <= EXACT_WASTE * p.samples * out:
+        return None
+    grid = p.layout.grid
+    cells = np.ravel_multi_index(np.indices(args.geom.out_size).reshape(args.nd, -1), grid)
+    return (np.arange(p.samples)[:, None] * p.layout.plane + cells[None, :]).ravel()
+
+
+def _chunks(args, p, count, itemsize):
     """``(block, first column, count)``: each block's columns in chunks whose patch stays in cache."""
     rows = args.in_channels * len(p.layout.taps)
-    # Each tap's block copy moves C_g rows: enough columns that a copy is not all call overhead.
+    # Each tap's copy moves C_g rows: enough columns that a copy is not all call overhead.
     wide = max(MIN_CHUNK, COPY_ELEMENTS // max(1, args.in_channels // args.groups))
     for b in range(p.blocks):
-        for c0, cn in column_chunks(p.columns, rows * itemsize, wide):
+        for c0, cn in column_chunks(count, rows * itemsize, wide):
             yield b, c0, cn
 
 
-def _fill(cols, ph, p, b, c0, cn):
-    """Patch rows ``(G, taps*C_g, cn)`` of block ``b``, columns ``c0 .. c0+cn``: a block copy per tap."""
+def _fill(cols, ph, p, b, c0, cn, idx):
+    """Patch rows ``(G, taps*C_g, cn)`` of block ``b``, columns ``c0 .. c0+cn`` (of ``idx``): a copy per tap."""
+    xp = get_array_module(ph)
     cg = ph.shape[3]
     for t, (phase, off) in enumerate(p.layout.taps):
-        cols[:, t * cg:(t + 1) * cg, :cn] = ph[phase, b, :, :, c0 + off:c0 + off + cn]
+        if idx is None:
+            cols[:, t * cg:(t + 1) * cg, :cn] = ph[phase, b, :, :, c0 + off:c0 + off + cn]
+        else:
+            xp.take(ph[phase, b], idx[c0:c0 + cn] + off, axis=-1, out=cols[:, t * cg:(t + 1) * cg, :cn])
     return cols[..., :cn]
 
 
@@ -77,46 +97,70 @@ def _buffer(shape, like, chunk, buf):
     return get_array_module(like).empty(shape + (chunk,), dtype=like.dtype) if buf is None else buf
 
 
+def _plan(args, like):
+    """The layout, the exact column index (or None) on ``like``'s device, and the column count."""
+    p = plan(args)
+    idx = exact_columns(args, p)
+    if idx is None:
+        return p, None, p.columns
+    return p, get_array_module(like).asarray(idx), idx.size
+
+
 def forward(x, w, args):
     xp = get_array_module(x)
-    p = plan(args)
+    p, idx, count = _plan(args, x)
     ph = phases(x, args, p)
     wmat = _kernel_matrix(w, args)
-    z = xp.empty((p.blocks,) + wmat.shape[:2] + (p.width,), dtype=x.dtype)
+    z = xp.empty((p.blocks,) + wmat.shape[:2] + (p.width if idx is None else count,), dtype=x.dtype)
     cols = None
-    for b, c0, cn in _chunks(args, p, x.itemsize):
+    for b, c0, cn in _chunks(args, p, count, x.itemsize):
         cols = _buffer((args.groups, wmat.shape[2]), x, cn, cols)
-        matmul(wmat, _fill(cols, ph, p, b, c0, cn), out=z[b, :, :, c0:c0 + cn])
-    return outputs(z, args, p)
+        matmul(wmat, _fill(cols, ph, p, b, c0, cn, idx), out=z[b, :, :, c0:c0 + cn])
+    if idx is None:
+        return outputs(z, args, p)
+    return unblocked(z.reshape(z.shape[:3] + (p.samples,) + args.geom.out_size), p, args.nd)
+
+
+def _gradient_columns(gy, args, p, idx):
+    """The output gradient as ``(B, G, K_g, columns)`` in the patch's column order."""
+    if idx is None:
+        return spread_gradient(gy, args, p)
+    g = blocked(gy, args.groups, p, args.nd)
+    return g.reshape(g.shape[:3] + (idx.size,))
 
 
 def grad_weight(gy, x, args):
     xp = get_array_module(gy)
-    p = plan(args)
+    p, idx, count = _plan(args, gy)
     ph = phases(x, args, p)
-    g = spread_gradient(gy, args, p)
+    g = _gradient_columns(gy, args, p, idx)
     groups, kg, cg = g.shape[1], g.shape[2], ph.shape[3]
     taps_ = len(p.layout.taps)
     gw = xp.zeros((groups, kg, taps_ * cg), dtype=gy.dtype)
     cols = None
-    for b, c0, cn in _chunks(args, p, gy.itemsize):
+    for b, c0, cn in _chunks(args, p, count, gy.itemsize):
         cols = _buffer((groups, taps_ * cg), gy, cn, cols)
-        gw += xp.matmul(g[b, :, :, c0:c0 + cn], _fill(cols, ph, p, b, c0, cn).swapaxes(-1, -2))
+        gw += xp.matmul(g[b, :, :, c0:c0 + cn], _fill(cols, ph, p, b, c0, cn, idx).swapaxes(-1, -2))
     gw = gw.reshape(groups, kg, taps_, cg).transpose(0, 1, 3, 2)
     return xp.ascontiguousarray(gw).reshape((args.out_channels, cg) + args.geom.kernel)
 
 
 def grad_input(gy, w, args):
     xp = get_array_module(gy)
-    p = plan(args)
-    g = spread_gradient(gy, args, p)
+    p, idx, count = _plan(args, gy)
+    g = _gradient_columns(gy, args, p, idx)
     wmat_t = _kernel_matrix(w, args).swapaxes(-1, -2)  # (G, taps*C_g, K_g)
     cg = args.in_channels // args.groups
     gph = xp.zeros((p.layout.phases, p.blocks, args.groups, cg, p.width), dtype=gy.dtype)
     dcols = None
-    for b, c0, cn in _chunks(args, p, gy.itemsize):
+    for b, c0, cn in _chunks(args, p, count, gy.itemsize):
         dcols = _buffer(wmat_t.shape[:2], gy, cn, dcols)
         d = matmul(wmat_t, g[b, :, :, c0:c0 + cn], out=dcols[..., :cn])
         for t, (phase, off) in enumerate(p.layout.taps):  # col2im: each tap's rows back onto its columns
-            gph[phase, b, :, :, c0 + off:c0 + off + cn] += d[:, t * cg:(t + 1) * cg]
+            rows = d[:, t * cg:(t + 1) * cg]
+            if idx is None:
+                gph[phase, b, :, :, c0 + off:c0 + off + cn] += rows
+            else:  # distinct columns within one tap, so a fancy-indexed add is exact
+                target = gph[phase, b]
+                target[..., idx[c0:c0 + cn] + off] += rows
     return input_gradient(gph, args, p)

@@ -18,7 +18,9 @@ larger constants, so its float32 error is larger (measured in docs/algorithms.md
 :func:`tile_size` picks ``m``: 4 for 1-D and 2-D, 2 for 3-D, where the error of the
 216-point F(4x4x4, 3x3x3) transform grows too large.
 
-Only 3-tap kernels on every axis with stride 1 and dilation 1 are served. The input
+Only 3-tap kernels on every axis with stride 1 and dilation 1 are served. The transforms
+mix a tile's inputs, so a NaN or infinity would reach every output of its tile: inputs that
+are not finite go to the direct algorithm, where they stay inside their windows. The input
 gradient is a Winograd correlation of the fully padded output gradient with the flipped
 kernel, input and output channels exchanged. The weight gradient uses the direct sum
 over taps (:mod:`convlab.reference.direct`): it is a correlation of the input with the
@@ -34,7 +36,7 @@ import numpy as np
 from .._backend import get_array_module, workspace_limit
 from .._params import Geometry, conv_shape_args
 from . import direct
-from .direct import grouped_weight, matmul, split_groups
+from .direct import all_finite, grouped_weight, matmul, split_groups
 from .windows import pad, unpad, windows
 
 CACHE_BYTES = 4 << 20
@@ -158,6 +160,8 @@ def _correlate(x, w, args, m):
 def forward(x, w, args, tile=None):
     m = tile_size(args) if tile is None else tile
     _check(args, m)
+    if not all_finite(x, w):  # a tile's transform would spread NaN to the whole tile
+        return direct.forward(x, w, args)
     return _correlate(x, w, args, m)
 
 
@@ -165,6 +169,8 @@ def grad_input(gy, w, args, tile=None):
     """``dL/dV``: the fully padded ``gy`` correlated with the flipped kernel, ``K`` and ``C`` exchanged."""
     m = tile_size(args) if tile is None else tile
     _check(args, m)
+    if not all_finite(gy, w):
+        return direct.grad_input(gy, w, args)
     nd, groups = args.nd, args.groups
     wg = grouped_weight(w, groups)  # (G, K_g, C_g, 3...)
     wt = wg.swapaxes(1, 2)[(Ellipsis,) + (slice(None, None, -1),) * nd]
