@@ -36,14 +36,17 @@ FEATURES = {
 }
 
 
-def _grid_features(args, bytes_per_column, min_columns):
+def _grid_features(args, bytes_per_column, min_columns, exact=False):
     """Shared by the two algorithms on the flattened phase grid (:mod:`.reference.direct`)."""
     p = _direct.plan(args)
     g, kg = args.groups, args.out_channels // args.groups
     cg = args.in_channels // g
+    count = p.columns  # computed columns, the grid's cropped cells included, or only the outputs'
+    if exact and _im2col.exact_columns(args, p) is not None:
+        count = p.samples * math.prod(args.geom.out_size)
     step = max(min_columns, _direct.CACHE_BYTES // max(1, bytes_per_column))
-    chunks = -(-p.columns // step)
-    cols = p.blocks * p.columns  # computed columns, the grid's cropped cells included
+    chunks = -(-count // step)
+    cols = p.blocks * count
     taps = len(p.layout.taps)
     copied = 0
     if p.samples > 1 or not _windows.trivial(args.geom):  # else the input is its own phase
@@ -64,7 +67,7 @@ def features(name, args):
         return (macs, k * taps * cols, taps * chunks * p.blocks * g, copied, 1.0)
     if name == "im2col":  # chunks of one block each
         wide = max(_direct.MIN_CHUNK, _im2col.COPY_ELEMENTS // max(1, cg))
-        p, macs, cols, chunks, taps, copied = _grid_features(args, 4 * c * math.prod(geom.kernel), wide)
+        p, macs, cols, chunks, taps, copied = _grid_features(args, 4 * c * math.prod(geom.kernel), wide, exact=True)
         return (macs, c * taps * cols, p.blocks * chunks * (taps + g), copied, 1.0)
     if name == "fft":
         size = _fft.fft_size(geom)

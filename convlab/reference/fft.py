@@ -43,16 +43,22 @@ from .windows import pad
 
 FLOAT32_TOLERANCE = 1e-4
 MIN_REGION = 8
+THREADED_CELLS = 1 << 19
 
 
 # ----------------------------------------------------------------------------- transforms
+
+def _workers(a, size):
+    """Threads for a transform: all cores for large ones, one where threads cost more than they save."""
+    return -1 if math.prod(size) * math.prod(a.shape[len(size):]) >= THREADED_CELLS else 1
+
 
 def _rfftn(a, size, nd):
     """Real FFT over the leading ``nd`` axes, zero-extended to ``size``."""
     axes = tuple(range(nd))
     if isinstance(a, np.ndarray):
         import scipy.fft
-        return scipy.fft.rfftn(a, s=size, axes=axes, workers=-1)
+        return scipy.fft.rfftn(a, s=size, axes=axes, workers=_workers(a, size))
     return get_array_module(a).fft.rfftn(a, s=size, axes=axes)
 
 
@@ -60,7 +66,7 @@ def _irfftn(a, size, nd):
     axes = tuple(range(nd))
     if isinstance(a, np.ndarray):
         import scipy.fft
-        return scipy.fft.irfftn(a, s=size, axes=axes, workers=-1)
+        return scipy.fft.irfftn(a, s=size, axes=axes, workers=_workers(a, size))
     return get_array_module(a).fft.irfftn(a, s=size, axes=axes)
 
 
