@@ -61,11 +61,10 @@ def features(name, args):
     geom = args.geom
     n, c, k, g = args.batch, args.in_channels, args.out_channels, args.groups
     cg = c // g
-    if name == "direct":  # chunks span all blocks
-        blocks = _direct.plan(args).blocks
-        p, macs, cols, chunks, taps, copied = _grid_features(args, 8 * blocks * k, _direct.MIN_CHUNK)
+    if name == "direct":
+        p, macs, cols, chunks, taps, copied = _grid_features(args, 8 * k, _direct.MIN_CHUNK)
         return (macs, k * taps * cols, taps * chunks * p.blocks * g, copied, 1.0)
-    if name == "im2col":  # chunks of one block each
+    if name == "im2col":
         wide = max(_direct.MIN_CHUNK, _im2col.COPY_ELEMENTS // max(1, cg))
         p, macs, cols, chunks, taps, copied = _grid_features(args, 4 * c * math.prod(geom.kernel), wide, exact=True)
         return (macs, c * taps * cols, p.blocks * chunks * (taps + g), copied, 1.0)

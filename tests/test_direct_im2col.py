@@ -105,3 +105,19 @@ def test_empty_and_non_contiguous_operands(algorithm):
     for x in (base[:, ::2, ::2, ::-1], base.transpose(0, 1, 3, 2)[:, 1:3]):
         ref = convlab.conv2d(np.ascontiguousarray(x), w, padding=1, algorithm="naive")
         np.testing.assert_allclose(convlab.conv2d(x, w, padding=1, algorithm=algorithm), ref, atol=1e-11)
+
+
+@pytest.mark.parametrize("algorithm", ["direct", "im2col", "fft", "winograd", "separable", "auto"])
+def test_transposed_convolution_and_its_backward(algorithm):
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((2, 4, 5, 6))
+    w = np.ones((4, 3, 3, 3)) * rng.standard_normal((4, 3, 1, 1))  # rank-1 3x3: every algorithm serves
+    kw = dict(padding=1) if algorithm == "winograd" else dict(stride=2, padding=(1, 0), output_padding=1,
+                                                             dilation=(1, 2))
+    ref = convlab.conv_transpose2d(x, w, algorithm="naive", **kw)
+    np.testing.assert_allclose(convlab.conv_transpose2d(x, w, algorithm=algorithm, **kw), ref, atol=1e-11)
+    gy = rng.standard_normal(ref.shape)
+    want = convlab.conv_transpose2d_backward(gy, x, w, algorithm="naive", **kw)
+    got = convlab.conv_transpose2d_backward(gy, x, w, algorithm=algorithm, **kw)
+    for a, b in zip(got[:2], want[:2]):
+        np.testing.assert_allclose(a, b, atol=1e-11)

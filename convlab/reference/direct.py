@@ -156,21 +156,29 @@ def column_chunks(columns, bytes_per_column, min_columns=MIN_CHUNK):
 
 # ----------------------------------------------------------------------------- algorithm
 
+def block_chunks(p, count, bytes_per_column, min_columns=MIN_CHUNK):
+    """``(block, first column, count)``: each block's first ``count`` columns in :func:`column_chunks`."""
+    for b in range(p.blocks):
+        for c0, cn in column_chunks(count, bytes_per_column, min_columns):
+            yield b, c0, cn
+
+
 def forward(x, w, args):
     xp = get_array_module(x)
     p = plan(args)
     ph = phases(x, args, p)
-    wt = tap_weights(w, args)
-    shape = (p.blocks,) + wt.shape[1:3]
-    z = xp.empty(shape + (p.width,), dtype=x.dtype)
-    for c0, cn in column_chunks(p.columns, 2 * shape[0] * shape[1] * shape[2] * x.itemsize):
-        acc, tmp = z[..., c0:c0 + cn], xp.empty(shape + (cn,), dtype=x.dtype)
+    wt = tap_weights(w, args)  # (taps, G, K_g, C_g)
+    z = xp.empty((p.blocks,) + wt.shape[1:3] + (p.width,), dtype=x.dtype)
+    tmp = None
+    for b, c0, cn in block_chunks(p, p.columns, 2 * args.out_channels * x.itemsize):
+        acc = z[b, :, :, c0:c0 + cn]
+        tmp = xp.empty(wt.shape[1:3] + (cn,), dtype=x.dtype) if tmp is None else tmp
         for t, (phase, off) in enumerate(p.layout.taps):
-            cols = ph[phase, ..., c0 + off:c0 + off + cn]
+            cols = ph[phase, b, :, :, c0 + off:c0 + off + cn]
             if t == 0:
                 matmul(wt[t], cols, out=acc)
             else:
-                acc += matmul(wt[t], cols, out=tmp)
+                acc += matmul(wt[t], cols, out=tmp[..., :cn])
     return outputs(z, args, p)
 
 
@@ -179,12 +187,12 @@ def grad_input(gy, w, args):
     p = plan(args)
     g = spread_gradient(gy, args, p)
     wt = tap_weights(w, args).swapaxes(-1, -2)  # (taps, G, C_g, K_g)
-    shape = (p.blocks,) + wt.shape[1:3]
-    gph = xp.zeros((p.layout.phases,) + shape + (p.width,), dtype=gy.dtype)
-    for c0, cn in column_chunks(p.columns, p.blocks * shape[1] * (wt.shape[2] + wt.shape[3]) * gy.itemsize):
-        tmp = xp.empty(shape + (cn,), dtype=gy.dtype)
+    gph = xp.zeros((p.layout.phases, p.blocks) + wt.shape[1:3] + (p.width,), dtype=gy.dtype)
+    tmp = None
+    for b, c0, cn in block_chunks(p, p.columns, (args.in_channels + args.out_channels) * gy.itemsize):
+        tmp = xp.empty(wt.shape[1:3] + (cn,), dtype=gy.dtype) if tmp is None else tmp
         for t, (phase, off) in enumerate(p.layout.taps):
-            gph[phase, ..., c0 + off:c0 + off + cn] += matmul(wt[t], g[..., c0:c0 + cn], out=tmp)
+            gph[phase, b, :, :, c0 + off:c0 + off + cn] += matmul(wt[t], g[b, :, :, c0:c0 + cn], out=tmp[..., :cn])
     return input_gradient(gph, args, p)
 
 

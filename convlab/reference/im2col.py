@@ -24,7 +24,7 @@ import math
 import numpy as np
 
 from .._backend import get_array_module
-from .direct import (MIN_CHUNK, blocked, column_chunks, input_gradient, matmul, outputs, phases, plan,
+from .direct import (MIN_CHUNK, block_chunks, blocked, input_gradient, matmul, outputs, phases, plan,
                      spread_gradient, tap_weights, unblocked)
 from .windows import add_tap, taps, windows
 
@@ -75,9 +75,7 @@ def _chunks(args, p, count, itemsize):
     rows = args.in_channels * len(p.layout.taps)
     # Each tap's copy moves C_g rows: enough columns that a copy is not all call overhead.
     wide = max(MIN_CHUNK, COPY_ELEMENTS // max(1, args.in_channels // args.groups))
-    for b in range(p.blocks):
-        for c0, cn in column_chunks(count, rows * itemsize, wide):
-            yield b, c0, cn
+    return block_chunks(p, count, rows * itemsize, wide)
 
 
 def _fill(cols, ph, p, b, c0, cn, idx):
