@@ -48,17 +48,20 @@ def test_layout_corner_cases_use_the_paths_they_should():
     x, w = operands((2, 3, 8, 8), (4, 3, 1, 1))
     args = args_of(x, w, {})
     assert direct.plan(args).samples == 2 and not np.shares_memory(direct.phases(x, args, direct.plan(args)), x)
-    # 7x7 with padding 1: 81 grid cells for 49 outputs, so im2col gathers the outputs' columns;
-    # 56x56: 2% waste, contiguous column ranges.
-    small = args_of(*operands((8, 4, 7, 7), (4, 4, 3, 3)), dict(padding=1))
-    large = args_of(*operands((1, 4, 56, 56), (4, 4, 3, 3)), dict(padding=1))
+    # 7x7 with padding 1: 81 grid cells for 49 outputs, so im2col gathers the outputs' columns
+    # when there are enough output channels to pay for the gather; 56x56: 2% waste, ranges.
+    small = args_of(*operands((8, 4, 7, 7), (64, 4, 3, 3)), dict(padding=1))
+    few = args_of(*operands((8, 4, 7, 7), (4, 4, 3, 3)), dict(padding=1))
+    large = args_of(*operands((1, 4, 56, 56), (64, 4, 3, 3)), dict(padding=1))
     assert im2col.exact_columns(small, direct.plan(small)) is not None
+    assert im2col.exact_columns(few, direct.plan(few)) is None
     assert im2col.exact_columns(large, direct.plan(large)) is None
     # Small planes are flattened several samples at a time; large ones one per block.
     assert direct.plan(small).samples == 8 and direct.plan(large).samples == 1
 
 
-@pytest.mark.parametrize("x_shape,w_shape,params", [((8, 4, 7, 7), (6, 4, 3, 3), dict(padding=1)),
+@pytest.mark.parametrize("x_shape,w_shape,params", [((8, 4, 7, 7), (64, 4, 3, 3), dict(padding=1)),
+                                                    ((8, 4, 7, 7), (6, 4, 3, 3), dict(padding=1)),
                                                     ((6, 4, 9, 9), (6, 2, 3, 3), dict(stride=2, groups=2)),
                                                     ((3, 2, 5, 40), (2, 2, 3, 3), dict(padding=(0, 2)))])
 def test_chunks_and_blocks_agree_with_the_oracle(x_shape, w_shape, params):

@@ -31,6 +31,7 @@ from .windows import add_tap, taps, windows
 
 COPY_ELEMENTS = 8192
 EXACT_WASTE = 1.2
+EXACT_ROWS = 32
 
 
 def patch_matrix(xg, sub):
@@ -59,11 +60,12 @@ def _kernel_matrix(w, args):
 
 def exact_columns(args, p):
     """The patch's columns within a block: ``None`` for every grid column from the first
-    output to the last (a contiguous range: block copies), or, when the grid's cropped
-    cells would add more than ``EXACT_WASTE`` to the work (small planes), the index of the
-    outputs' columns only (gathered)."""
-    out = math.prod(args.geom.out_size)
-    if p.columns <= EXACT_WASTE * p.samples * out:
+    output to the last (a contiguous range: block copies), or the index of the outputs'
+    columns only (gathered, several times slower per element than a block copy). Gathering
+    pays when the grid's cropped cells would add more than ``EXACT_WASTE`` to the work
+    (small planes) and each saved column saves a product with enough rows (``K_g``)."""
+    waste = p.columns / max(1, p.samples * math.prod(args.geom.out_size))
+    if waste <= EXACT_WASTE or (waste - 1) * (args.out_channels // args.groups) < EXACT_ROWS:
         return None
     grid = p.layout.grid
     cells = np.ravel_multi_index(np.indices(args.geom.out_size).reshape(args.nd, -1), grid)
