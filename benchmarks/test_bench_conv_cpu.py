@@ -8,6 +8,7 @@ it is timed; ``extra_info`` holds GFLOP/s (and, for "auto", what it chose).
 """
 import math
 import os
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -23,6 +24,9 @@ ALGORITHMS = ("naive", "direct", "im2col", "fft", "separable", "winograd", "auto
 PEERS = ("torch", "scipy.signal.correlate", "scipy.fftconvolve per channel pair")
 NAIVE_MAX_MACS = 3e5  # the loop oracle is only timed on tiny layers
 SLOW_SECONDS = 0.1    # slower methods are timed in fewer rounds, so the suite takes minutes
+# Idle library threads (OpenMP's in torch, OpenBLAS's) spin for a while after a call and
+# slow down whatever runs next on a 2-core machine: each method starts after this pause.
+SETTLE_SECONDS = 0.2
 
 
 @dataclass(frozen=True)
@@ -143,6 +147,8 @@ def _skip_reason(case, method):
 
 
 def _time(benchmark, fn, case, kind, method, error, first_seconds):
+    if not benchmark.disabled:
+        time.sleep(SETTLE_SECONDS)
     benchmark.group = f"{kind} {case.name}"
     benchmark.extra_info.update(algorithm=method, error=error)
     rounds = 3 if first_seconds > SLOW_SECONDS else 7
@@ -154,7 +160,6 @@ def _time(benchmark, fn, case, kind, method, error, first_seconds):
 
 def _first(fn):
     """Run ``fn`` once (the result is checked) and say how long it took."""
-    import time
     t0 = time.perf_counter()
     out = fn()
     return out, time.perf_counter() - t0

@@ -61,12 +61,16 @@ DEFAULT_CASES = [
 
 # The loop oracle is only timed where it finishes in about a second.
 NAIVE_MAX_MACS = 2e5
+SETTLE_SECONDS = 0.05
 # The plot: a single-channel image and rank-1 kernels of these sizes (every algorithm runs).
 PLOT_IMAGE = 512
 PLOT_KERNELS = (3, 5, 7, 9, 11, 15, 21, 31)
 
 
 def _best_time(fn, repeat):
+    # Idle library threads (OpenMP's in torch, OpenBLAS's) spin for a while after a call and
+    # would slow down the next contender on a small machine: let them settle first.
+    time.sleep(SETTLE_SECONDS)
     best = math.inf
     for _ in range(repeat):
         t0 = time.perf_counter()
