@@ -52,9 +52,11 @@ GRID = [
 ]
 
 SLOW = 0.5  # seconds: a run this slow is timed once
+SETTLE = 0.05
 
 
 def _time(fn, repeat):
+    time.sleep(SETTLE)  # let the previous algorithm's idle BLAS threads stop spinning
     fn()
     best = math.inf
     for _ in range(repeat):
