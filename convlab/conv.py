@@ -32,7 +32,7 @@ def _algorithm(name, args, signal, w):
     if not isinstance(name, str):
         raise TypeError(f"algorithm must be a string, one of {CHOICES}, got {name!r}")
     if name == "auto":
-        return ALGORITHMS[_choose(args, signal.dtype, signal, w).algorithm]
+        return _choose_runner(args, signal.dtype, signal, w)[1]
     if name not in ALGORITHMS:
         raise ValueError(f"unknown algorithm {name!r}; expected one of {CHOICES}")
     reason = _unsupported(name, args)
@@ -82,30 +82,37 @@ def _choose(args, dtype, signal=None, w=None):
     With the operands given, "separable" is considered only for a separable ``w`` and "fft"
     is costed in float64 when its guard would promote a float32 ``signal``, and dropped
     for a non-finite one (it would fall back to "direct" anyway)."""
+    return _choose_runner(args, dtype, signal, w)[0]
+
+
+def _choose_runner(args, dtype, signal=None, w=None):
+    """``(Choice, what to run)``: the algorithm module, or the FFT with its guard's decision
+    made (so that the signal is not scanned twice)."""
     measured = _measured.get(_key(args, dtype))
     if measured is not None and (measured.algorithm != "separable" or _is_separable(w)):
-        return measured
+        return measured, ALGORITHMS[measured.algorithm]
     dtype = np.dtype(dtype)
     costs = dict(_predicted(args, dtype))
-    notes = []
+    notes, work = [], None
     while True:
         best = min(costs, key=costs.get)
         if best == "separable" and not _is_separable(w):
             del costs[best]
             continue
-        if best == "fft" and signal is not None and w is not None:
-            work = fft.work_dtype(signal, w, args.geom)
-            if work is None:
+        if best == "fft" and signal is not None and w is not None and work is None:
+            work = fft.work_dtype(signal, w, args.geom) or "non-finite"
+            if work == "non-finite":
                 notes.append("fft skipped: non-finite operands")
                 del costs[best]
                 continue
-            if work != dtype and "fft in float64" not in notes:
+            if work != dtype:
                 notes.append("fft in float64")
                 costs[best] = _cost.predict(best, args, work)
                 continue
         break
     ranked = " < ".join(f"{name} {costs[name] * 1e3:.3g} ms" for name in sorted(costs, key=costs.get))
-    return Choice(best, "predicted " + ranked + (f" ({'; '.join(notes)})" if notes else ""))
+    choice = Choice(best, "predicted " + ranked + (f" ({'; '.join(notes)})" if notes else ""))
+    return choice, fft.Decided(work) if best == "fft" and work is not None else ALGORITHMS[best]
 
 
 @functools.lru_cache(maxsize=1024)

@@ -129,3 +129,18 @@ def test_cost_model_constants_cover_every_candidate():
     x, w = np.zeros((2, 3, 9, 9)), np.zeros((4, 3, 3, 3))
     args = args_of(x, w, dict(padding=1))
     assert all(_cost.predict(name, args, np.float32) > 0 for name in conv_module.CANDIDATES)
+
+
+def test_auto_scans_the_fft_signal_once(monkeypatch):
+    from convlab.reference import fft
+    calls = []
+    real = fft.work_dtype
+    monkeypatch.setattr(fft, "work_dtype", lambda *a: calls.append(1) or real(*a))
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((1, 1, 200, 200)).astype(np.float32)
+    w = rng.standard_normal((1, 1, 25, 25)).astype(np.float32)
+    assert convlab.choose_algorithm(x.shape, w.shape, w=w, padding="same").algorithm == "fft"
+    calls.clear()
+    y = convlab.conv2d(x, w, padding="same")
+    assert len(calls) == 1
+    np.testing.assert_allclose(y, convlab.conv2d(x, w, padding="same", algorithm="direct"), rtol=1e-4, atol=1e-4)

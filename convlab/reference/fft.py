@@ -33,6 +33,7 @@ input or weight would spread NaN to every output, so it falls back to
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -213,18 +214,35 @@ def weight_gradient(gy, x, args, dtype):
     return xp.ascontiguousarray(gw).reshape((args.out_channels, args.in_channels // args.groups) + geom.kernel)
 
 
+@dataclass(frozen=True)
+class Decided:
+    """The FFT with its guard already evaluated on the signal (by ``algorithm="auto"``, which
+    costs the transform in that dtype): forward and input gradient computed in ``dtype``."""
+
+    dtype: np.dtype
+
+    def forward(self, x, w, args):
+        return correlate(x, w, args, self.dtype).astype(x.dtype, copy=False)
+
+    def grad_input(self, gy, w, args):
+        return convolve_transposed(gy, w, args, self.dtype).astype(gy.dtype, copy=False)
+
+    def grad_weight(self, gy, x, args):
+        return grad_weight(gy, x, args)
+
+
 def forward(x, w, args):
     dtype = work_dtype(x, w, args.geom)
     if dtype is None:
         return direct.forward(x, w, args)
-    return correlate(x, w, args, dtype).astype(x.dtype, copy=False)
+    return Decided(dtype).forward(x, w, args)
 
 
 def grad_input(gy, w, args):
     dtype = work_dtype(gy, w, args.geom)
     if dtype is None:
         return direct.grad_input(gy, w, args)
-    return convolve_transposed(gy, w, args, dtype).astype(gy.dtype, copy=False)
+    return Decided(dtype).grad_input(gy, w, args)
 
 
 def grad_weight(gy, x, args):
