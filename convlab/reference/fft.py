@@ -114,6 +114,11 @@ def _kernel_spectrum(w, args, size, dtype):
     return _frequency_major(spec, nd)
 
 
+def _conjugated(spec):
+    """``conj(spec)`` in place: the spectra are fresh arrays, so no copy is needed."""
+    return get_array_module(spec).conjugate(spec, out=spec)
+
+
 def _frequency_major(spec, nd):
     """``(*F, ...) -> (prod F, ...)``."""
     return spec.reshape((math.prod(spec.shape[:nd]),) + spec.shape[nd:])
@@ -181,7 +186,8 @@ def correlate(x, w, args, dtype):
     spec = _rfftn(xs, size, nd)
     freq = spec.shape[:nd]
     spec = _frequency_major(spec, nd)  # (F, G, N, C_g)
-    prod = matmul(spec, _kernel_spectrum(w, args, size, dtype).conj())  # (F, G, N, K_g)
+    wspec = _kernel_spectrum(w, args, size, dtype)
+    prod = matmul(spec, _conjugated(wspec))  # (F, G, N, K_g)
     z = _irfftn(prod.reshape(freq + prod.shape[1:]), size, nd)
     return _channels_first(z[_every(geom.stride, geom.out_size)], nd)
 
@@ -213,7 +219,7 @@ def weight_gradient(gy, x, args, dtype):
     gspec = _frequency_major(gspec, nd)  # (F, G, N, K_g)
     xspec = _rfftn(xs, size, nd)
     xspec = _frequency_major(xspec, nd)  # (F, G, N, C_g)
-    prod = matmul(gspec.conj().swapaxes(-1, -2), xspec)  # (F, G, K_g, C_g)
+    prod = matmul(_conjugated(gspec).swapaxes(-1, -2), xspec)  # (F, G, K_g, C_g)
     gwd = _irfftn(prod.reshape(freq + prod.shape[1:]), size, nd)
     gw = gwd[_every(geom.dilation, geom.kernel)]  # (*k, G, K_g, C_g)
     gw = gw.transpose((nd, nd + 1, nd + 2) + tuple(range(nd)))
