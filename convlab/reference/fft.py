@@ -40,7 +40,6 @@ import numpy as np
 from .._backend import get_array_module
 from . import direct
 from .direct import all_finite, grouped_weight, matmul, split_groups
-from .windows import pad
 
 FLOAT32_TOLERANCE = 1e-4
 MIN_REGION = 8
@@ -77,23 +76,31 @@ def fft_size(geom):
     return tuple(scipy.fft.next_fast_len(p, real=True) for p in geom.padded_size)
 
 
-def _spread(a, step, size, nd):
-    """Zero insertion on the leading ``nd`` axes: ``out[j*step] = a[j]``, ``size`` cells each."""
+def _embed(a, size, nd, dtype, step=None, start=None):
+    """``a``'s leading ``nd`` axes placed in zeros of ``size`` cells (the transform size) at
+    ``start + j*step``: zero padding, dilation or stride spreading and the cast in one copy."""
     xp = get_array_module(a)
-    out = xp.zeros(tuple(size) + a.shape[nd:], dtype=a.dtype)
-    out[_every(step, a.shape[:nd])] = a
+    out = xp.zeros(tuple(size) + a.shape[nd:], dtype=dtype)
+    out[_every(step or (1,) * nd, a.shape[:nd], start)] = a
     return out
 
 
-def _every(step, count):
-    """Index of cells ``0, step, ..., (count-1)*step`` on each leading axis."""
-    return tuple(slice(0, (c - 1) * s + 1, s) for s, c in zip(step, count))
+def _every(step, count, start=None):
+    """Index of cells ``start, start + step, ..., start + (count-1)*step`` on each leading axis."""
+    start = start or (0,) * len(step)
+    return tuple(slice(b, b + (c - 1) * s + 1, s) for s, c, b in zip(step, count, start))
 
 
 def _spatial_first(a, groups, nd):
     """``(N, C, *sp) -> (*sp, G, N, C/G)``: one copy."""
     a = split_groups(a, groups)  # (N, G, C_g, *sp)
     return a.transpose(tuple(range(3, 3 + nd)) + (1, 0, 2))
+
+
+def _padded(x, args, size, dtype):
+    """``x (N, C, *n)`` zero padded to the transform size, ``(*L, G, N, C_g)`` in ``dtype``."""
+    lo = tuple(lo for lo, _ in args.geom.pad)
+    return _embed(_spatial_first(x, args.groups, args.nd), size, args.nd, dtype, start=lo)
 
 
 def _channels_first(a, nd):
@@ -107,10 +114,9 @@ def _channels_first(a, nd):
 def _kernel_spectrum(w, args, size, dtype):
     """``(K, C_g, *k) -> (F, G, C_g, K_g)``: the dilated kernel's transform, frequency-major."""
     geom, nd = args.geom, args.nd
-    wg = grouped_weight(w.astype(dtype, copy=False), args.groups)  # (G, K_g, C_g, *k)
+    wg = grouped_weight(w, args.groups)  # (G, K_g, C_g, *k)
     ws = wg.transpose(tuple(range(3, 3 + nd)) + (0, 2, 1))  # (*k, G, C_g, K_g)
-    wd = _spread(ws, geom.dilation, geom.span, nd)
-    spec = _rfftn(wd, size, nd)
+    spec = _rfftn(_embed(ws, size, nd, dtype, geom.dilation), size, nd)
     return _frequency_major(spec, nd)
 
 
@@ -182,8 +188,7 @@ def correlate(x, w, args, dtype):
     """The forward pass computed in ``dtype`` (no guard); returns ``(N, K, *out)`` in ``dtype``."""
     geom, nd = args.geom, args.nd
     size = fft_size(geom)
-    xs = _spatial_first(pad(x.astype(dtype, copy=False), geom), args.groups, nd)
-    spec = _rfftn(xs, size, nd)
+    spec = _rfftn(_padded(x, args, size, dtype), size, nd)
     freq = spec.shape[:nd]
     spec = _frequency_major(spec, nd)  # (F, G, N, C_g)
     wspec = _kernel_spectrum(w, args, size, dtype)
@@ -196,9 +201,7 @@ def convolve_transposed(gy, w, args, dtype):
     """The input gradient computed in ``dtype`` (no guard): ``(N, C, *n)``."""
     geom, nd = args.geom, args.nd
     size = fft_size(geom)
-    stride1 = tuple(p - s + 1 for p, s in zip(geom.padded_size, geom.span))
-    gs = _spread(_spatial_first(gy.astype(dtype, copy=False), args.groups, nd), geom.stride, stride1, nd)
-    spec = _rfftn(gs, size, nd)
+    spec = _rfftn(_embed(_spatial_first(gy, args.groups, nd), size, nd, dtype, geom.stride), size, nd)
     freq = spec.shape[:nd]
     spec = _frequency_major(spec, nd)  # (F, G, N, K_g)
     prod = matmul(spec, _kernel_spectrum(w, args, size, dtype).swapaxes(-1, -2))  # (F, G, N, C_g)
@@ -211,13 +214,11 @@ def weight_gradient(gy, x, args, dtype):
     """The weight gradient computed in ``dtype`` (no guard): ``(K, C_g, *k)``."""
     geom, nd = args.geom, args.nd
     size = fft_size(geom)
-    stride1 = tuple(p - s + 1 for p, s in zip(geom.padded_size, geom.span))
-    gs = _spread(_spatial_first(gy.astype(dtype, copy=False), args.groups, nd), geom.stride, stride1, nd)
-    xs = _spatial_first(pad(x.astype(dtype, copy=False), geom), args.groups, nd)
+    gs = _embed(_spatial_first(gy, args.groups, nd), size, nd, dtype, geom.stride)
     gspec = _rfftn(gs, size, nd)
     freq = gspec.shape[:nd]
     gspec = _frequency_major(gspec, nd)  # (F, G, N, K_g)
-    xspec = _rfftn(xs, size, nd)
+    xspec = _rfftn(_padded(x, args, size, dtype), size, nd)
     xspec = _frequency_major(xspec, nd)  # (F, G, N, C_g)
     prod = matmul(_conjugated(gspec).swapaxes(-1, -2), xspec)  # (F, G, K_g, C_g)
     gwd = _irfftn(prod.reshape(freq + prod.shape[1:]), size, nd)
