@@ -20,6 +20,8 @@ from .pool import (adaptive_avg_pool1d, adaptive_avg_pool1d_backward, adaptive_a
                    lp_pool1d, lp_pool1d_backward, lp_pool2d, lp_pool2d_backward, lp_pool3d, lp_pool3d_backward,
                    max_pool1d, max_pool1d_backward, max_pool2d, max_pool2d_backward, max_pool3d,
                    max_pool3d_backward, maxout, maxout_backward)
+from .separable import (separable_conv1d, separable_conv1d_backward, separable_conv2d, separable_conv2d_backward,
+                        separable_conv3d, separable_conv3d_backward)
 
 __version__ = "0.1.0"
 
@@ -28,6 +30,8 @@ __all__ = [
     "conv1d", "conv2d", "conv3d", "conv1d_backward", "conv2d_backward", "conv3d_backward",
     "conv_transpose1d", "conv_transpose2d", "conv_transpose3d",
     "conv_transpose1d_backward", "conv_transpose2d_backward", "conv_transpose3d_backward",
+    "separable_conv1d", "separable_conv2d", "separable_conv3d",
+    "separable_conv1d_backward", "separable_conv2d_backward", "separable_conv3d_backward",
     "choose_algorithm", "Choice", "im2col", "col2im", "conv_matrix",
     "local_conv1d", "local_conv2d", "local_conv3d",
     "local_conv1d_backward", "local_conv2d_backward", "local_conv3d_backward",

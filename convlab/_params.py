@@ -298,6 +298,39 @@ def check_grad_y(grad_y, x, expected_shape, name="grad_y"):
     check_shape(grad_y, expected_shape, name, " (the forward output's shape)")
 
 
+def separable_args(x, factors, b, stride, padding, dilation, groups, nd: int) -> ConvArgs:
+    """Validate a separable convolution: ``x (N, C, *n)``, ``factors`` a list of ``nd`` arrays
+    ``(K, C/groups, k_a)`` (one 1-D factor per spatial axis), ``b (K,)``. ``groups=None``
+    infers ``C / C_g`` from the shapes."""
+    xp = check_array(x, "x")
+    if not isinstance(factors, (list, tuple)):
+        raise TypeError(f"factors must be a list of {nd} arrays (one 1-D factor per spatial axis), "
+                        f"got {type(factors).__name__}")
+    if len(factors) != nd:
+        raise ValueError(f"factors must hold {nd} arrays (one per spatial axis) for a {nd}-d op, got {len(factors)}")
+    for a, f in enumerate(factors):
+        check_array(f, f"factors[{a}]", xp)
+        check_same_dtype(x, f, "x", f"factors[{a}]")
+        if f.ndim != 3:
+            raise ValueError(f"factors[{a}] must have 3 dims (K, C/groups, k), got shape {tuple(f.shape)}")
+    lead = tuple(factors[0].shape[:2])
+    if any(tuple(f.shape[:2]) != lead for f in factors):
+        raise ValueError(f"factors must agree on (K, C/groups), got shapes {[tuple(f.shape) for f in factors]}")
+    if groups is None:
+        c = x.shape[1] if x.ndim >= 2 else 0
+        if lead[1] < 1 or c % lead[1]:
+            raise ValueError(f"cannot infer groups: C={c} of x (shape {tuple(x.shape)}) is not a multiple of "
+                             f"C/groups={lead[1]} of the factors")
+        groups = c // lead[1]
+    w_shape = lead + tuple(int(f.shape[2]) for f in factors)
+    args = conv_shape_args(tuple(x.shape), w_shape, stride, padding, dilation, groups, nd)
+    if b is not None:
+        check_array(b, "b", xp)
+        check_same_dtype(x, b, "x", "b")
+        check_shape(b, (args.out_channels,), "b", f" (one bias per output channel K={args.out_channels})")
+    return args
+
+
 # ----------------------------------------------------------------------------- local and tiled
 
 @dataclass(frozen=True)

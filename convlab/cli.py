@@ -1,14 +1,18 @@
-"""``convlab bench``: time each algorithm on a default workload and check it against the reference."""
+"""``convlab bench``: time each algorithm and the peers (SciPy, PyTorch) on a default
+workload, check every result against the reference, mark what "auto" chooses, and
+optionally plot time against kernel size on a single-channel image."""
 from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 import time
 from dataclasses import dataclass
 
 import numpy as np
 
+from . import _params
 from . import conv as _conv
 
 
@@ -20,6 +24,7 @@ class Case:
     x_shape: tuple
     w_shape: tuple
     params: dict
+    rank_one: bool = False  # a separable kernel, so that "separable" runs too
 
     @property
     def nd(self):
@@ -30,6 +35,17 @@ class Case:
         k, cg = self.w_shape[0], self.w_shape[1]
         return 2.0 * math.prod(out_shape) * cg * math.prod(self.w_shape[2:]) if k else 0.0
 
+    def operands(self, rng):
+        """float64 ``x`` and ``w`` (scaled so that outputs are O(1))."""
+        x = rng.standard_normal(self.x_shape)
+        if self.rank_one:
+            w = np.ones(self.w_shape)
+            for a, k in enumerate(self.w_shape[2:]):
+                w = w * rng.standard_normal(self.w_shape[:2] + (1,) * a + (k,) + (1,) * (self.nd - 1 - a))
+        else:
+            w = rng.standard_normal(self.w_shape)
+        return x, w / math.sqrt(math.prod(self.w_shape[1:]))
+
 
 DEFAULT_CASES = [
     Case("resnet 3x3 64@56 (N=1)", (1, 64, 56, 56), (64, 64, 3, 3), dict(padding=1)),
@@ -37,15 +53,24 @@ DEFAULT_CASES = [
     Case("resnet 1x1 256->64@56 (N=1)", (1, 256, 56, 56), (64, 256, 1, 1), {}),
     Case("stem 7x7/2 3->64@112 (N=1)", (1, 3, 112, 112), (64, 3, 7, 7), dict(stride=2, padding=3)),
     Case("depthwise 3x3 64@56 (N=1)", (1, 64, 56, 56), (64, 1, 3, 3), dict(padding=1, groups=64)),
+    Case("large 9x9 16->32@64", (1, 16, 64, 64), (32, 16, 9, 9), {}),
     Case("image 1@256 k=9", (1, 1, 256, 256), (1, 1, 9, 9), dict(padding="same")),
+    Case("image 1@512 k=15 rank-1", (1, 1, 512, 512), (1, 1, 15, 15), dict(padding="same"), rank_one=True),
     Case("tiny 4->8@9 (naive shown)", (2, 4, 9, 9), (8, 4, 3, 3), dict(padding=1)),
 ]
 
 # The loop oracle is only timed where it finishes in about a second.
 NAIVE_MAX_MACS = 2e5
+SETTLE_SECONDS = 0.05
+# The plot: a single-channel image and rank-1 kernels of these sizes (every algorithm runs).
+PLOT_IMAGE = 512
+PLOT_KERNELS = (3, 5, 7, 9, 11, 15, 21, 31)
 
 
 def _best_time(fn, repeat):
+    # Idle library threads (OpenMP's in torch, OpenBLAS's) spin for a while after a call and
+    # would slow down the next contender on a small machine: let them settle first.
+    time.sleep(SETTLE_SECONDS)
     best = math.inf
     for _ in range(repeat):
         t0 = time.perf_counter()
@@ -54,8 +79,64 @@ def _best_time(fn, repeat):
     return best
 
 
+def _args(case):
+    p = case.params
+    return _params.conv_shape_args(case.x_shape, case.w_shape, p.get("stride", 1), p.get("padding", 0),
+                                   p.get("dilation", 1), p.get("groups", 1), case.nd)
+
+
+def _scipy_peer(case, x, w):
+    """``scipy.signal.correlate`` (its own method choice) on single-channel, stride-1 layers."""
+    args = _args(case)
+    if (args.in_channels, args.out_channels) != (1, 1) or any(s != 1 for s in args.geom.stride) \
+            or any(d != 1 for d in args.geom.dilation):
+        return None
+    import scipy.signal
+    img = np.pad(x[0, 0], args.geom.pad)
+    return lambda: scipy.signal.correlate(img, w[0, 0], mode="valid")[None, None]
+
+
+def _torch_peer(case, x, w):
+    """PyTorch's CPU convolution (all cores), when torch is installed."""
+    try:
+        import torch
+        import torch.nn.functional as F
+    except ImportError:
+        return None
+    torch.set_num_threads(os.cpu_count() or 1)
+    args = _args(case)
+    fn = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}[case.nd]
+    flat = [v for lo_hi in reversed(args.geom.pad) for v in lo_hi]
+    xt, wt = torch.from_numpy(x), torch.from_numpy(w)
+
+    def run():
+        with torch.no_grad():
+            return fn(F.pad(xt, flat), wt, stride=args.geom.stride, dilation=args.geom.dilation,
+                      groups=args.groups).numpy()
+    return run
+
+
+PEERS = {"scipy": _scipy_peer, "torch": _torch_peer}
+
+
+def _candidates(case, x, w, conv):
+    """``(name, callable)`` for every algorithm that can serve the case, then the peers."""
+    args = _args(case)
+    macs = case.flops((args.batch, args.out_channels) + args.geom.out_size) / 2
+    for algo, module in _conv.ALGORITHMS.items():
+        if getattr(module, "DEVICE", "cpu") != "cpu" or (algo == "naive" and macs > NAIVE_MAX_MACS):
+            continue
+        if _conv._unsupported(algo, args) or (algo == "separable" and not _conv._is_separable(w)):
+            continue  # it cannot serve this layer (e.g. winograd for 7x7)
+        yield algo, (lambda algo=algo: conv(x, w, algorithm=algo, **case.params))
+    for name, make in PEERS.items():
+        run = make(case, x, w)
+        if run is not None:
+            yield name, run
+
+
 def run_bench(cases=DEFAULT_CASES, dtype=np.float32, repeat=3, out=sys.stdout):
-    """Time every available algorithm on each case; return the rows printed."""
+    """Time every algorithm and peer on each case; return the rows printed."""
     fn = {1: _conv.conv1d, 2: _conv.conv2d, 3: _conv.conv3d}
     rng = np.random.default_rng(0)
     rows = []
@@ -64,27 +145,22 @@ def run_bench(cases=DEFAULT_CASES, dtype=np.float32, repeat=3, out=sys.stdout):
     print("-" * len(header), file=out)
     for case in cases:
         conv = fn[case.nd]
-        x64 = rng.standard_normal(case.x_shape)
-        w64 = rng.standard_normal(case.w_shape) / math.sqrt(math.prod(case.w_shape[1:]))
+        x64, w64 = case.operands(rng)
         ref = conv(x64, w64, algorithm="direct", **case.params)
         scale = float(np.abs(ref).max()) or 1.0
         x, w = x64.astype(dtype), w64.astype(dtype)
-        chosen = _conv.choose_algorithm(case.x_shape, case.w_shape, groups=case.params.get("groups", 1),
-                                        **{k: v for k, v in case.params.items() if k != "groups"}).algorithm
+        chosen = _conv._choose(_args(case), x.dtype, x, w).algorithm
         flops = case.flops(ref.shape)
-        for algo, module in _conv.ALGORITHMS.items():
-            if getattr(module, "DEVICE", "cpu") != "cpu" or (algo == "naive" and flops / 2 > NAIVE_MAX_MACS):
-                continue
-            y = conv(x, w, algorithm=algo, **case.params)
-            err = float(np.abs(y - ref).max()) / scale
-            t = _best_time(lambda: conv(x, w, algorithm=algo, **case.params), 1 if algo == "naive" else repeat)
-            mark = "*" if algo == chosen else " "
-            rows.append(dict(layer=case.name, algorithm=algo, seconds=t, gflops=flops / t / 1e9, error=err,
-                             chosen=algo == chosen))
-            print(f"{case.name:<30} {algo + mark:<10} {t * 1e3:9.2f} {flops / t / 1e9:8.2f} {err:11.2e}",
+        for name, run in _candidates(case, x, w, conv):
+            err = float(np.abs(np.asarray(run(), dtype=np.float64) - ref).max()) / scale
+            t = _best_time(run, 1 if name == "naive" else repeat)
+            mark = "*" if name == chosen else " "
+            rows.append(dict(layer=case.name, algorithm=name, seconds=t, gflops=flops / t / 1e9, error=err,
+                             chosen=name == chosen))
+            print(f"{case.name:<30} {name + mark:<10} {t * 1e3:9.2f} {flops / t / 1e9:8.2f} {err:11.2e}",
                   file=out)
     print("\n* = the algorithm 'auto' chooses. Errors are relative to the largest output of the "
-          "float64 direct reference.", file=out)
+          "float64 direct reference; scipy and torch are peers, not convlab algorithms.", file=out)
     return rows
 
 
@@ -156,16 +232,63 @@ def run_pool_bench(shape=POOL_SHAPE, dtype=np.float32, repeat=3, out=sys.stdout)
     return rows
 
 
+def kernel_sweep(size=PLOT_IMAGE, kernels=PLOT_KERNELS, dtype=np.float32, repeat=2):
+    """``{name: [seconds per kernel size]}`` on a ``size``-square single-channel image with rank-1
+    kernels, for every algorithm but the loop oracle and every peer (NaN where one cannot run)."""
+    rng = np.random.default_rng(1)
+    times = {}
+    for i, k in enumerate(kernels):
+        case = Case(f"image k={k}", (1, 1, size, size), (1, 1, k, k), dict(padding="same"), rank_one=True)
+        x64, w64 = case.operands(rng)
+        x, w = x64.astype(dtype), w64.astype(dtype)
+        for name, run in _candidates(case, x, w, _conv.conv2d):
+            if name != "naive":
+                times.setdefault(name, [math.nan] * len(kernels))[i] = _best_time(run, repeat)
+    return times
+
+
+def plot_sweep(times, kernels, path, size=PLOT_IMAGE):
+    """Draw time against kernel size, one line per algorithm (log time axis), into ``path``."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name, series in times.items():
+        style = "--" if name in PEERS else "-"
+        ax.plot(kernels, [t * 1e3 for t in series], style, marker="o", label=name)
+    ax.set_yscale("log")
+    ax.set_xlabel("kernel size k (k x k, rank-1)")
+    ax.set_ylabel("time (ms)")
+    ax.set_title(f"conv2d, one {size}x{size} channel, float32")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="convlab", description="convlab: convolution engine tools")
     sub = parser.add_subparsers(dest="command", required=True)
     bench = sub.add_parser("bench", help="time each algorithm on the default workload")
     bench.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     bench.add_argument("--repeat", type=int, default=3, help="timed runs per algorithm (best is shown)")
+    bench.add_argument("--plot", metavar="FILE.png",
+                       help="also plot time against kernel size on a single-channel image (needs matplotlib)")
     args = parser.parse_args(argv)
     if args.command == "bench":
-        run_bench(dtype=np.dtype(args.dtype), repeat=max(1, args.repeat))
-        run_pool_bench(dtype=np.dtype(args.dtype), repeat=max(1, args.repeat))
+        if args.plot:
+            try:
+                import matplotlib  # noqa: F401
+            except ImportError:
+                parser.error("--plot needs matplotlib: pip install 'convlab[plot]'")
+        dtype = np.dtype(args.dtype)
+        run_bench(dtype=dtype, repeat=max(1, args.repeat))
+        run_pool_bench(dtype=dtype, repeat=max(1, args.repeat))
+        if args.plot:
+            times = kernel_sweep(dtype=dtype)
+            plot_sweep(times, PLOT_KERNELS, args.plot)
+            print(f"\nwrote {args.plot}: time against kernel size on a {PLOT_IMAGE}x{PLOT_IMAGE} image")
     return 0
 
 

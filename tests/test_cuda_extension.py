@@ -81,7 +81,7 @@ def test_numpy_arrays_never_go_to_the_cuda_algorithm():
     x = np.zeros((1, 2, 5, 5))
     w = np.zeros((3, 2, 3, 3))
     args = conv_shape_args(x.shape, w.shape, 1, 0, 1, 1, 2)
-    assert _choose(args, x).algorithm != "cuda"
+    assert _choose(args, x.dtype, x, w).algorithm != "cuda"
     assert ALGORITHMS["cuda"].DEVICE == "gpu"
     with pytest.raises(ValueError, match="CuPy arrays"):
         convlab.conv2d(x, w, algorithm="cuda")

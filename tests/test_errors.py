@@ -26,7 +26,7 @@ W = np.zeros((6, 4, 3, 3))
     (dict(padding=((1, 1),)), ValueError, r"padding as pairs must be 2 \(lo, hi\) pairs"),
     (dict(padding=1.0), TypeError, "padding must be an int"),
     (dict(stride=True), TypeError, "stride must be an int"),
-    (dict(algorithm="winograd"), ValueError, "not available yet"),
+    (dict(algorithm="winograd", stride=2), ValueError, "winograd.* needs stride 1"),
     (dict(algorithm="fastest"), ValueError, "unknown algorithm 'fastest'"),
     (dict(algorithm=3), TypeError, "algorithm must be a string"),
     (dict(flip="yes"), TypeError, "flip must be a bool"),

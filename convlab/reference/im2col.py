@@ -9,40 +9,29 @@ The patch matrix of sample ``n`` and group ``g`` has one column per output posit
 Backward: ``dK_mat[g] = sum_n G[n, g] @ cols[n, g].T`` and ``dcols = K_mat[g].T @ G[n, g]``,
 folded back onto the input (col2im, the adjoint of the gather).
 
-The patch matrix is ``prod(k)`` times the input, so it is built in chunks (samples, then
-rows of the first output axis) that each stay under the workspace limit
-(:func:`convlab.set_workspace_limit`); the smallest chunk is one output row of one sample.
+:func:`patch_matrix` builds this matrix exactly (PyTorch's ``unfold``, used by
+:func:`convlab.im2col`). The algorithm builds the same rows, ordered (tap, channel), on the
+columns of the flattened phase grid that :mod:`.direct` uses: there each tap's rows are
+one contiguous range of the phase array, so the gather is a block copy per tap. The
+matrix is ``prod(k)`` times the input, so it is built in column chunks that stay in
+cache (see :func:`.direct.column_chunks`) and under the workspace limit (:func:`convlab.set_workspace_limit`); each chunk's
+product is written straight into the output.
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 
-from .._backend import get_array_module, workspace_limit
-from .direct import grouped_weight, split_groups
-from .windows import add_tap, pad, taps, unpad, windows
+import numpy as np
+
+from .._backend import get_array_module
+from .direct import (MIN_CHUNK, block_chunks, blocked, input_gradient, matmul, outputs, phases, plan,
+                     spread_gradient, tap_weights, unblocked)
+from .windows import add_tap, taps, windows
 
 
-def _chunks(args, itemsize):
-    """Yield ``(batch slice, first row, sub-geometry)`` for patch-matrix chunks under the limit."""
-    geom = args.geom
-    out0, rest = geom.out_size[0], math.prod(geom.out_size[1:])
-    per_row = args.in_channels * math.prod(geom.kernel) * rest * itemsize
-    limit = workspace_limit()
-    if per_row * out0 <= limit:
-        nb, rows = max(1, limit // (per_row * out0)), out0
-    else:
-        nb, rows = 1, max(1, limit // per_row)
-    for n0 in range(0, args.batch, nb):
-        for r0 in range(0, out0, rows):
-            sub = dataclasses.replace(geom, out_size=(min(rows, out0 - r0),) + geom.out_size[1:])
-            yield slice(n0, n0 + nb), r0, sub
-
-
-def _row_view(a, r0, geom):
-    """Grouped padded input ``(nb, G, C_g, *padded)`` (or its gradient) from the first
-    cell that output row ``r0`` reads."""
-    return a[:, :, :, r0 * geom.stride[0]:]
+COPY_ELEMENTS = 8192
+EXACT_WASTE = 1.2
+EXACT_ROWS = 32
 
 
 def patch_matrix(xg, sub):
@@ -62,47 +51,116 @@ def col2im_into(gpadg, dcols, sub):
         add_tap(gpadg, d[(slice(None),) * 3 + tuple(tap)], tap, sub)
 
 
-def _out_rows(a, r0, sub):
-    return a[(slice(None), slice(None), slice(None), slice(r0, r0 + sub.out_size[0]))]
+def _kernel_matrix(w, args):
+    """``(K, C_g, *k) -> (G, K_g, taps*C_g)``, rows of the patch ordered (tap, channel)."""
+    xp = get_array_module(w)
+    wt = tap_weights(w, args)  # (taps, G, K_g, C_g)
+    return xp.ascontiguousarray(wt.transpose(1, 2, 0, 3)).reshape(wt.shape[1], wt.shape[2], wt.shape[0] * wt.shape[3])
+
+
+def exact_columns(args, p):
+    """The patch's columns within a block: ``None`` for every grid column from the first
+    output to the last (a contiguous range: block copies), or the index of the outputs'
+    columns only (gathered, several times slower per element than a block copy). Gathering
+    pays when the grid's cropped cells would add more than ``EXACT_WASTE`` to the work
+    (small planes) and each saved column saves a product with enough rows (``K_g``)."""
+    waste = p.columns / max(1, p.samples * math.prod(args.geom.out_size))
+    if waste <= EXACT_WASTE or (waste - 1) * (args.out_channels // args.groups) < EXACT_ROWS:
+        return None
+    grid = p.layout.grid
+    cells = np.ravel_multi_index(np.indices(args.geom.out_size).reshape(args.nd, -1), grid)
+    return (np.arange(p.samples)[:, None] * p.layout.plane + cells[None, :]).ravel()
+
+
+def _chunks(args, p, count, itemsize):
+    """``(block, first column, count)``: each block's columns in chunks whose patch stays in cache."""
+    rows = args.in_channels * len(p.layout.taps)
+    # Each tap's copy moves C_g rows: enough columns that a copy is not all call overhead.
+    wide = max(MIN_CHUNK, COPY_ELEMENTS // max(1, args.in_channels // args.groups))
+    return block_chunks(p, count, rows * itemsize, wide)
+
+
+def _fill(cols, ph, p, b, c0, cn, idx):
+    """Patch rows ``(G, taps*C_g, cn)`` of block ``b``, columns ``c0 .. c0+cn`` (of ``idx``): a copy per tap."""
+    xp = get_array_module(ph)
+    cg = ph.shape[3]
+    for t, (phase, off) in enumerate(p.layout.taps):
+        if idx is None:
+            cols[:, t * cg:(t + 1) * cg, :cn] = ph[phase, b, :, :, c0 + off:c0 + off + cn]
+        else:
+            xp.take(ph[phase, b], idx[c0:c0 + cn] + off, axis=-1, out=cols[:, t * cg:(t + 1) * cg, :cn])
+    return cols[..., :cn]
+
+
+def _buffer(shape, like, chunk, buf):
+    """A reusable chunk buffer ``shape + (chunk,)`` (the first chunk is the largest)."""
+    return get_array_module(like).empty(shape + (chunk,), dtype=like.dtype) if buf is None else buf
+
+
+def _plan(args, like):
+    """The layout, the exact column index (or None) on ``like``'s device, and the column count."""
+    p = plan(args)
+    idx = exact_columns(args, p)
+    if idx is None:
+        return p, None, p.columns
+    return p, get_array_module(like).asarray(idx), idx.size
 
 
 def forward(x, w, args):
     xp = get_array_module(x)
-    geom, groups = args.geom, args.groups
-    xg = split_groups(pad(x, geom), groups)
-    wmat = grouped_weight(w, groups).reshape(groups, args.out_channels // groups, -1)
-    y = xp.empty((args.batch, groups, wmat.shape[1]) + geom.out_size, dtype=x.dtype)
-    for nsl, r0, sub in _chunks(args, x.itemsize):
-        cols = patch_matrix(_row_view(xg[nsl], r0, sub), sub)
-        yc = xp.matmul(wmat, cols)
-        _out_rows(y[nsl], r0, sub)[...] = yc.reshape(yc.shape[:3] + sub.out_size)
-    return y.reshape((args.batch, args.out_channels) + geom.out_size)
+    p, idx, count = _plan(args, x)
+    ph = phases(x, args, p)
+    wmat = _kernel_matrix(w, args)
+    z = xp.empty((p.blocks,) + wmat.shape[:2] + (p.width if idx is None else count,), dtype=x.dtype)
+    cols = None
+    for b, c0, cn in _chunks(args, p, count, x.itemsize):
+        cols = _buffer((args.groups, wmat.shape[2]), x, cn, cols)
+        matmul(wmat, _fill(cols, ph, p, b, c0, cn, idx), out=z[b, :, :, c0:c0 + cn])
+    if idx is None:
+        return outputs(z, args, p)
+    return unblocked(z.reshape(z.shape[:3] + (p.samples,) + args.geom.out_size), p, args.nd)
+
+
+def _gradient_columns(gy, args, p, idx):
+    """The output gradient as ``(B, G, K_g, columns)`` in the patch's column order."""
+    if idx is None:
+        return spread_gradient(gy, args, p)
+    g = blocked(gy, args.groups, p, args.nd)
+    return g.reshape(g.shape[:3] + (idx.size,))
 
 
 def grad_weight(gy, x, args):
     xp = get_array_module(gy)
-    geom, groups = args.geom, args.groups
-    kg = args.out_channels // groups
-    xg = split_groups(pad(x, geom), groups)
-    gyg = gy.reshape((args.batch, groups, kg) + geom.out_size)
-    gw = xp.zeros((groups, kg, (args.in_channels // groups) * math.prod(geom.kernel)), dtype=gy.dtype)
-    for nsl, r0, sub in _chunks(args, x.itemsize):
-        cols = patch_matrix(_row_view(xg[nsl], r0, sub), sub)
-        g = _out_rows(gyg[nsl], r0, sub).reshape(cols.shape[:2] + (kg, cols.shape[3]))
-        gw += xp.matmul(g, cols.swapaxes(-1, -2)).sum(axis=0)
-    return gw.reshape((args.out_channels, args.in_channels // groups) + geom.kernel)
+    p, idx, count = _plan(args, gy)
+    ph = phases(x, args, p)
+    g = _gradient_columns(gy, args, p, idx)
+    groups, kg, cg = g.shape[1], g.shape[2], ph.shape[3]
+    taps_ = len(p.layout.taps)
+    gw = xp.zeros((groups, kg, taps_ * cg), dtype=gy.dtype)
+    cols = None
+    for b, c0, cn in _chunks(args, p, count, gy.itemsize):
+        cols = _buffer((groups, taps_ * cg), gy, cn, cols)
+        gw += xp.matmul(g[b, :, :, c0:c0 + cn], _fill(cols, ph, p, b, c0, cn, idx).swapaxes(-1, -2))
+    gw = gw.reshape(groups, kg, taps_, cg).transpose(0, 1, 3, 2)
+    return xp.ascontiguousarray(gw).reshape((args.out_channels, cg) + args.geom.kernel)
 
 
 def grad_input(gy, w, args):
     xp = get_array_module(gy)
-    geom, groups = args.geom, args.groups
-    wmat = grouped_weight(w, groups).reshape(groups, args.out_channels // groups, -1)
-    kg, cg = wmat.shape[1], args.in_channels // groups
-    gyg = gy.reshape((args.batch, groups, kg) + geom.out_size)
-    gpad = xp.zeros((args.batch, groups, cg) + geom.padded_size, dtype=gy.dtype)
-    for nsl, r0, sub in _chunks(args, gy.itemsize):
-        g = _out_rows(gyg[nsl], r0, sub)
-        g = g.reshape(g.shape[:3] + (-1,))
-        dcols = xp.matmul(wmat.swapaxes(-1, -2), g)
-        col2im_into(_row_view(gpad[nsl], r0, sub), dcols, sub)
-    return xp.ascontiguousarray(unpad(gpad, geom)).reshape((args.batch, args.in_channels) + geom.in_size)
+    p, idx, count = _plan(args, gy)
+    g = _gradient_columns(gy, args, p, idx)
+    wmat_t = _kernel_matrix(w, args).swapaxes(-1, -2)  # (G, taps*C_g, K_g)
+    cg = args.in_channels // args.groups
+    gph = xp.zeros((p.layout.phases, p.blocks, args.groups, cg, p.width), dtype=gy.dtype)
+    dcols = None
+    for b, c0, cn in _chunks(args, p, count, gy.itemsize):
+        dcols = _buffer(wmat_t.shape[:2], gy, cn, dcols)
+        d = matmul(wmat_t, g[b, :, :, c0:c0 + cn], out=dcols[..., :cn])
+        for t, (phase, off) in enumerate(p.layout.taps):  # col2im: each tap's rows back onto its columns
+            rows = d[:, t * cg:(t + 1) * cg]
+            if idx is None:
+                gph[phase, b, :, :, c0 + off:c0 + off + cn] += rows
+            else:  # distinct columns within one tap, so a fancy-indexed add is exact
+                target = gph[phase, b]
+                target[..., idx[c0:c0 + cn] + off] += rows
+    return input_gradient(gph, args, p)

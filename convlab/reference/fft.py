@@ -1,0 +1,267 @@
+"""FFT convolution: the convolution theorem, all samples and channels in one transform.
+
+Cross-correlation is a product in the frequency domain. With ``F`` the real FFT over the
+spatial axes (size ``L >= padded size`` per axis, so nothing wraps around) and ``*`` the
+complex conjugate::
+
+    Z[n, k]  = F^-1( sum_c F(V_pad[n, c]) * conj(F(K_d[k, c])) )          then Z[j*s]
+
+where ``K_d`` is the kernel dilated by ``d`` (zeros between taps) and the stride is
+applied by keeping every ``s``-th output. The channel sum is a matrix product at every
+frequency ``f``: ``Z_f (N x K_g) = V_f (N x C_g) @ conj(K_f) (C_g x K_g)`` per group,
+one batched matmul over all frequencies. The backward passes are the same theorem::
+
+    dV_pad[n, c] = F^-1( sum_k F(G_up[n, k]) * F(K_d[k, c]) )              (true convolution)
+    dK_d[k, c]   = F^-1( sum_n F(V_pad[n, c]) * conj(F(G_up[n, k])) )      then dK_d[m*d]
+
+with ``G_up`` the output gradient spread back onto the stride-1 grid (zeros between).
+
+Arrays are kept spatial-axes-first, ``(*spatial, G, N, C_g)``, so the transforms return
+frequency-major data and the per-frequency matrices are contiguous for the matmul.
+
+Precision guard (see docs/algorithms.md). An FFT spreads every input cell's rounding
+error over the whole plane: the error of each output is about ``eps * log2(L)`` times
+the *largest* output, where a direct sum's error is relative to its own window. When the
+input holds regions of very different magnitude, small outputs lose accuracy. Before a
+float32 transform the input is cut into regions (the kernel's span, at least
+``MIN_REGION`` cells per axis: :func:`region_size`); with ``r`` the ratio of the largest region maximum to the
+smallest nonzero one, the work is done in float64 when ``eps32 * log2(prod L) * r``
+exceeds ``FLOAT32_TOLERANCE`` (the accuracy float32 results are held to). A non-finite
+input or weight would spread NaN to every output, so it falls back to
+:mod:`convlab.reference.direct`, where NaN stays inside the windows that read it.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .._backend import get_array_module
+from . import direct
+from .direct import all_finite, grouped_weight, matmul, split_groups
+
+FLOAT32_TOLERANCE = 1e-4
+MIN_REGION = 8
+THREADED_CELLS = 1 << 19
+
+
+# ----------------------------------------------------------------------------- transforms
+
+def _workers(a, size):
+    """Threads for a transform: all cores for large ones, one where threads cost more than they save."""
+    return -1 if math.prod(size) * math.prod(a.shape[len(size):]) >= THREADED_CELLS else 1
+
+
+def _rfftn(a, size, nd):
+    """Real FFT over the leading ``nd`` axes, zero-extended to ``size``."""
+    axes = tuple(range(nd))
+    if isinstance(a, np.ndarray):
+        import scipy.fft
+        return scipy.fft.rfftn(a, s=size, axes=axes, workers=_workers(a, size))
+    return get_array_module(a).fft.rfftn(a, s=size, axes=axes)
+
+
+def _irfftn(a, size, nd):
+    axes = tuple(range(nd))
+    if isinstance(a, np.ndarray):
+        import scipy.fft
+        return scipy.fft.irfftn(a, s=size, axes=axes, workers=_workers(a, size))
+    return get_array_module(a).fft.irfftn(a, s=size, axes=axes)
+
+
+def fft_size(geom):
+    """Transform size per axis: the padded size rounded up to a fast length (2, 3, 5, 7-smooth)."""
+    import scipy.fft
+    return tuple(scipy.fft.next_fast_len(p, real=True) for p in geom.padded_size)
+
+
+def _embed(a, size, nd, dtype, step=None, start=None):
+    """``a``'s leading ``nd`` axes placed in zeros of ``size`` cells (the transform size) at
+    ``start + j*step``: zero padding, dilation or stride spreading and the cast in one copy."""
+    xp = get_array_module(a)
+    out = xp.zeros(tuple(size) + a.shape[nd:], dtype=dtype)
+    out[_every(step or (1,) * nd, a.shape[:nd], start)] = a
+    return out
+
+
+def _every(step, count, start=None):
+    """Index of cells ``start, start + step, ..., start + (count-1)*step`` on each leading axis."""
+    start = start or (0,) * len(step)
+    return tuple(slice(b, b + (c - 1) * s + 1, s) for s, c, b in zip(step, count, start))
+
+
+def _spatial_first(a, groups, nd):
+    """``(N, C, *sp) -> (*sp, G, N, C/G)``: one copy."""
+    a = split_groups(a, groups)  # (N, G, C_g, *sp)
+    return a.transpose(tuple(range(3, 3 + nd)) + (1, 0, 2))
+
+
+def _padded(x, args, size, dtype):
+    """``x (N, C, *n)`` zero padded to the transform size, ``(*L, G, N, C_g)`` in ``dtype``."""
+    lo = tuple(lo for lo, _ in args.geom.pad)
+    return _embed(_spatial_first(x, args.groups, args.nd), size, args.nd, dtype, start=lo)
+
+
+def _channels_first(a, nd):
+    """``(*sp, G, N, C_g) -> (N, G*C_g, *sp)``, contiguous."""
+    xp = get_array_module(a)
+    g, n, cg = a.shape[nd:]
+    out = a.transpose((nd + 1, nd, nd + 2) + tuple(range(nd)))
+    return xp.ascontiguousarray(out).reshape((n, g * cg) + a.shape[:nd])
+
+
+def _kernel_spectrum(w, args, size, dtype):
+    """``(K, C_g, *k) -> (F, G, C_g, K_g)``: the dilated kernel's transform, frequency-major."""
+    geom, nd = args.geom, args.nd
+    wg = grouped_weight(w, args.groups)  # (G, K_g, C_g, *k)
+    ws = wg.transpose(tuple(range(3, 3 + nd)) + (0, 2, 1))  # (*k, G, C_g, K_g)
+    spec = _rfftn(_embed(ws, size, nd, dtype, geom.dilation), size, nd)
+    return _frequency_major(spec, nd)
+
+
+def _conjugated(spec):
+    """``conj(spec)`` in place: the spectra are fresh arrays, so no copy is needed."""
+    return get_array_module(spec).conjugate(spec, out=spec)
+
+
+def _frequency_major(spec, nd):
+    """``(*F, ...) -> (prod F, ...)``."""
+    return spec.reshape((math.prod(spec.shape[:nd]),) + spec.shape[nd:])
+
+
+# ----------------------------------------------------------------------------- guard
+
+def region_size(n, span):
+    """Cells per region along an axis of ``n`` cells: at least the kernel's span and
+    ``MIN_REGION``, rounded up to a divisor of ``n`` when one is within 2x (no edge padding)."""
+    want = min(max(span, MIN_REGION), n)
+    return next((b for b in range(want, min(2 * want, n) + 1) if n % b == 0), want)
+
+
+def _region_ratio(a, geom):
+    """Largest over smallest nonzero regional maximum of ``|a|`` (``a``: ``(N, C, *sp)``),
+    worst over samples; ``inf`` when ``a`` is not finite. Channels are merged: every output
+    sums over them, so a region's scale is its largest channel."""
+    xp = get_array_module(a)
+    nd = geom.nd
+    if a.size == 0:
+        return 1.0
+    size = a.shape[2:]
+    block = tuple(region_size(n, s) for n, s in zip(size, geom.span))
+    counts = tuple(-(-n // b) for n, b in zip(size, block))
+    mag = xp.abs(a)
+    if any(c * b != n for c, b, n in zip(counts, block, size)):  # zeros do not change a maximum
+        mag = xp.pad(mag, [(0, 0), (0, 0)] + [(0, c * b - n) for c, b, n in zip(counts, block, size)])
+    # Leading axes first, with the contiguous last axis inside (fast), then the last axis.
+    lead = tuple(v for cb in zip(counts[:-1], block[:-1]) for v in cb)
+    mag = mag.reshape(mag.shape[:2] + lead + mag.shape[-1:]).max(axis=(1,) + tuple(range(3, 2 + 2 * (nd - 1), 2)))
+    regions = mag.reshape(mag.shape[:-1] + (counts[-1], block[-1])).max(axis=-1).reshape(a.shape[0], -1)
+    if not bool(xp.isfinite(regions).all()):
+        return math.inf
+    hi = regions.max(axis=1)
+    lo = xp.where(regions > 0, regions, xp.inf).min(axis=1)
+    ratio = xp.where(hi > 0, hi / lo, 1.0)
+    return float(ratio.max())
+
+
+def error_estimate(ratio, geom):
+    """Estimated float32 FFT error relative to the smallest region's outputs."""
+    return float(np.finfo(np.float32).eps) * math.log2(max(2, math.prod(fft_size(geom)))) * ratio
+
+
+def work_dtype(signal, w, geom):
+    """The dtype to transform in, or ``None`` when a non-finite operand means: go direct."""
+    if not all_finite(w):
+        return None
+    ratio = _region_ratio(signal, geom)
+    if math.isinf(ratio):
+        return None
+    if signal.dtype == np.float32 and error_estimate(ratio, geom) > FLOAT32_TOLERANCE:
+        return np.dtype(np.float64)
+    return signal.dtype
+
+
+# ----------------------------------------------------------------------------- algorithm
+
+def correlate(x, w, args, dtype):
+    """The forward pass computed in ``dtype`` (no guard); returns ``(N, K, *out)`` in ``dtype``."""
+    geom, nd = args.geom, args.nd
+    size = fft_size(geom)
+    spec = _rfftn(_padded(x, args, size, dtype), size, nd)
+    freq = spec.shape[:nd]
+    spec = _frequency_major(spec, nd)  # (F, G, N, C_g)
+    wspec = _kernel_spectrum(w, args, size, dtype)
+    prod = matmul(spec, _conjugated(wspec))  # (F, G, N, K_g)
+    z = _irfftn(prod.reshape(freq + prod.shape[1:]), size, nd)
+    return _channels_first(z[_every(geom.stride, geom.out_size)], nd)
+
+
+def convolve_transposed(gy, w, args, dtype):
+    """The input gradient computed in ``dtype`` (no guard): ``(N, C, *n)``."""
+    geom, nd = args.geom, args.nd
+    size = fft_size(geom)
+    spec = _rfftn(_embed(_spatial_first(gy, args.groups, nd), size, nd, dtype, geom.stride), size, nd)
+    freq = spec.shape[:nd]
+    spec = _frequency_major(spec, nd)  # (F, G, N, K_g)
+    prod = matmul(spec, _kernel_spectrum(w, args, size, dtype).swapaxes(-1, -2))  # (F, G, N, C_g)
+    gpad = _irfftn(prod.reshape(freq + prod.shape[1:]), size, nd)
+    crop = tuple(slice(lo, lo + n) for n, (lo, _) in zip(geom.in_size, geom.pad))
+    return _channels_first(gpad[crop], nd)
+
+
+def weight_gradient(gy, x, args, dtype):
+    """The weight gradient computed in ``dtype`` (no guard): ``(K, C_g, *k)``."""
+    geom, nd = args.geom, args.nd
+    size = fft_size(geom)
+    gs = _embed(_spatial_first(gy, args.groups, nd), size, nd, dtype, geom.stride)
+    gspec = _rfftn(gs, size, nd)
+    freq = gspec.shape[:nd]
+    gspec = _frequency_major(gspec, nd)  # (F, G, N, K_g)
+    xspec = _rfftn(_padded(x, args, size, dtype), size, nd)
+    xspec = _frequency_major(xspec, nd)  # (F, G, N, C_g)
+    prod = matmul(_conjugated(gspec).swapaxes(-1, -2), xspec)  # (F, G, K_g, C_g)
+    gwd = _irfftn(prod.reshape(freq + prod.shape[1:]), size, nd)
+    gw = gwd[_every(geom.dilation, geom.kernel)]  # (*k, G, K_g, C_g)
+    gw = gw.transpose((nd, nd + 1, nd + 2) + tuple(range(nd)))
+    xp = get_array_module(gw)
+    return xp.ascontiguousarray(gw).reshape((args.out_channels, args.in_channels // args.groups) + geom.kernel)
+
+
+@dataclass(frozen=True)
+class Decided:
+    """The FFT with its guard already evaluated on the signal (by ``algorithm="auto"``, which
+    costs the transform in that dtype): forward and input gradient computed in ``dtype``."""
+
+    dtype: np.dtype
+
+    def forward(self, x, w, args):
+        return correlate(x, w, args, self.dtype).astype(x.dtype, copy=False)
+
+    def grad_input(self, gy, w, args):
+        return convolve_transposed(gy, w, args, self.dtype).astype(gy.dtype, copy=False)
+
+    def grad_weight(self, gy, x, args):
+        return grad_weight(gy, x, args)
+
+
+def forward(x, w, args):
+    dtype = work_dtype(x, w, args.geom)
+    if dtype is None:
+        return direct.forward(x, w, args)
+    return Decided(dtype).forward(x, w, args)
+
+
+def grad_input(gy, w, args):
+    dtype = work_dtype(gy, w, args.geom)
+    if dtype is None:
+        return direct.grad_input(gy, w, args)
+    return Decided(dtype).grad_input(gy, w, args)
+
+
+def grad_weight(gy, x, args):
+    # Each weight-gradient entry sums over the whole input, so its direct error is
+    # relative to the same global magnitude as the FFT's: only non-finite data is routed.
+    if not all_finite(gy, x):
+        return direct.grad_weight(gy, x, args)
+    return weight_gradient(gy, x, args, gy.dtype)

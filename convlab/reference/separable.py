@@ -1,0 +1,189 @@
+"""Separable convolution (section 9.8): a rank-1 kernel as one 1-D convolution per axis.
+
+When every kernel slice is an outer product of one 1-D factor per spatial axis,
+``K[k, c] = f_1[k, c] (x) f_2[k, c] (x) ... (x) f_nd[k, c]``, the sum over the kernel
+window factorises into ``nd`` sums of ``k_a`` taps each::
+
+    T_0[n, k, c]  = V_pad[n, c]                                   (the same for every k)
+    T_a[n, k, c, ..., j_a, ...] = sum_m f_a[k, c, m] T_{a-1}[n, k, c, ..., j_a*s_a + m*d_a, ...]
+    Z[n, k]       = sum_c T_nd[n, k, c]
+
+which costs ``sum_a k_a`` instead of ``prod_a k_a`` multiply-adds per output and channel
+pair (the book: O(w*d) instead of O(w^d) runtime and parameter storage).
+
+Backward: every pass is linear, so it is run in reverse with the tap's adjoint
+(:func:`~convlab.reference.windows.add_tap`) and ``dL/df_a[k, c, m]`` is the sum over
+samples and positions of ``dL/dT_a`` times the tap view of ``T_{a-1}``.
+
+:func:`factor` splits a full kernel by repeated SVD: the kernel slice unfolded along
+axis 1 is a rank-1 matrix ``u s v^T`` when it is separable; ``u`` is the first factor and
+``s v`` holds the rest, split the same way. The relative residual of the rebuilt kernel
+decides whether it is separable within ``RTOL`` (100 ulp of the dtype).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+
+from .._backend import get_array_module
+from . import direct
+from .direct import split_groups
+from .windows import add_tap, pad, tap_view, unpad
+
+
+def rtol(dtype):
+    """Largest relative residual accepted as separable: 100 units in the last place."""
+    return 100 * float(np.finfo(dtype).eps)
+
+
+# ----------------------------------------------------------------------------- factoring
+
+def outer(factors):
+    """Rebuild ``(K, C_g, *k)`` kernels from factors ``[(K, C_g, k_a)] * nd``."""
+    out = factors[0]
+    for f in factors[1:]:
+        out = out[..., None] * f.reshape(f.shape[:2] + (1,) * (out.ndim - 2) + f.shape[2:])
+    return out
+
+
+def factor(w):
+    """Rank-1 factors of each kernel slice and the worst relative residual.
+
+    ``w (K, C_g, *k) -> ([f_1 (K, C_g, k_1), ..., f_nd (K, C_g, k_nd)], residual)`` where
+    ``residual = max over slices of |w[k, c] - outer(f[k, c])| / |w[k, c]|`` (Frobenius;
+    zero slices count as separable). The SVDs run in float64; factors have ``w``'s dtype
+    and equal norms.
+    """
+    xp = get_array_module(w)
+    lead, kernel = w.shape[:2], w.shape[2:]
+    taps = math.prod(kernel)
+    rest = w.astype(xp.float64).reshape(lead + (taps,))
+    factors = []
+    for k in kernel[:-1]:
+        taps //= k
+        u, s, vt = xp.linalg.svd(rest.reshape(lead + (k, taps)), full_matrices=False)
+        factors.append(u[..., :, 0])
+        rest = s[..., :1] * vt[..., 0, :]
+    factors.append(rest)
+    norms = [xp.linalg.norm(f, axis=-1, keepdims=True) for f in factors]
+    total = math.prod(norms)
+    share = total ** (1.0 / len(factors))
+    factors = [xp.where(total > 0, f * share / xp.where(n > 0, n, 1.0), 0.0) for f, n in zip(factors, norms)]
+    w64 = w.astype(xp.float64)
+    axes = tuple(range(2, w.ndim))
+    err = xp.sqrt(((w64 - outer(factors)) ** 2).sum(axis=axes))
+    size = xp.sqrt((w64 ** 2).sum(axis=axes))
+    residual = float(xp.where(size > 0, err / xp.where(size > 0, size, 1.0), 0.0).max()) if w.size else 0.0
+    return [f.astype(w.dtype) for f in factors], residual
+
+
+def separable_factors(w):
+    """:func:`factor` that raises ``ValueError`` (saying by how much) when ``w`` is not separable."""
+    factors, residual = factor(w)
+    if residual > rtol(w.dtype):
+        raise ValueError(f"algorithm='separable' needs rank-1 kernels: the kernel w of shape {tuple(w.shape)} "
+                         f"is not separable (relative residual of its best rank-1 factors {residual:.3g} > "
+                         f"tolerance {rtol(w.dtype):.3g}); use another algorithm")
+    return factors
+
+
+# ----------------------------------------------------------------------------- passes
+
+def _axis_geometry(spatial, axis, geom):
+    """Geometry of the 1-D pass along ``axis`` over arrays of spatial size ``spatial``."""
+    nd = geom.nd
+
+    def only(value, other):
+        return tuple(value if a == axis else other for a in range(nd))
+
+    out = tuple(geom.out_size[a] if a == axis else spatial[a] for a in range(nd))
+    return dataclasses.replace(geom, in_size=tuple(spatial), kernel=only(geom.kernel[axis], 1),
+                               stride=only(geom.stride[axis], 1), dilation=only(geom.dilation[axis], 1),
+                               pad=((0, 0),) * nd, out_size=out)
+
+
+def _taps(axis, geom):
+    return [tuple(m if a == axis else 0 for a in range(geom.nd)) for m in range(geom.kernel[axis])]
+
+
+def _coefficients(f, args):
+    """``(K, C_g, k_a) -> (G, K_g, C_g, k_a, 1, ..., 1)`` broadcasting against ``(N, G, K_g, C_g, *sp)``."""
+    g = args.groups
+    return f.reshape((g, f.shape[0] // g) + f.shape[1:] + (1,) * args.nd)
+
+
+def _passes(x, factors, args):
+    """``[T_0, T_1, ..., T_nd]``, each ``(N, G, K_g or 1, C_g, *sp)``."""
+    xp = get_array_module(x)
+    geom = args.geom
+    t = split_groups(pad(x, geom), args.groups)[:, :, None]
+    ts = [t]
+    for axis, f in enumerate(factors):
+        sub = _axis_geometry(t.shape[-geom.nd:], axis, geom)
+        coef = _coefficients(f, args)
+        shape = (args.batch, args.groups, coef.shape[1], coef.shape[2]) + sub.out_size
+        out, tmp = xp.zeros(shape, dtype=x.dtype), xp.empty(shape, dtype=x.dtype)
+        for m, tap in enumerate(_taps(axis, sub)):
+            xp.multiply(coef[:, :, :, m], tap_view(t, tap, sub), out=tmp)
+            out += tmp
+        t = out
+        ts.append(t)
+    return ts
+
+
+def forward_factors(x, factors, args):
+    """``Z (N, K, *out)`` from ``x (N, C, *n)`` and factors ``[(K, C_g, k_a)] * nd``."""
+    z = _passes(x, factors, args)[-1].sum(axis=3)
+    return z.reshape((args.batch, args.out_channels) + args.geom.out_size)
+
+
+def _back_passes(gy, factors, args, ts=None):
+    """Run the passes backwards: ``dL/dT_0`` summed over ``k`` (the padded input gradient),
+    and, when the forward intermediates ``ts`` are given, the factor gradients."""
+    xp = get_array_module(gy)
+    geom, g = args.geom, args.groups
+    kg = args.out_channels // g
+    cg = args.in_channels // g
+    gt = gy.reshape((args.batch, g, kg, 1) + geom.out_size)
+    spatial = [geom.padded_size]
+    for axis in range(geom.nd - 1):
+        spatial.append(tuple(geom.out_size[a] if a <= axis else geom.padded_size[a] for a in range(geom.nd)))
+    grads = [None] * geom.nd
+    for axis in reversed(range(geom.nd)):
+        sub = _axis_geometry(spatial[axis], axis, geom)
+        coef = _coefficients(factors[axis], args)
+        prev = xp.zeros((args.batch, g, kg, cg) + sub.in_size, dtype=gy.dtype)
+        gf = []
+        for m, tap in enumerate(_taps(axis, sub)):
+            add_tap(prev, coef[:, :, :, m] * gt, tap, sub)
+            if ts is not None:
+                prod = gt * tap_view(ts[axis], tap, sub)
+                gf.append(prod.sum(axis=(0,) + tuple(range(4, 4 + geom.nd))))
+        if ts is not None:
+            grads[axis] = xp.stack(gf, axis=-1).reshape(factors[axis].shape)
+        gt = prev
+    gpad = gt.sum(axis=2).reshape((args.batch, args.in_channels) + geom.padded_size)
+    gx = xp.ascontiguousarray(unpad(gpad, geom))
+    return gx, grads
+
+
+def backward_factors(gy, x, factors, args):
+    """``(dL/dx, [dL/df_a])`` of :func:`forward_factors` for output gradient ``gy``."""
+    return _back_passes(gy, factors, args, _passes(x, factors, args))
+
+
+# ----------------------------------------------------------------------------- algorithm
+
+def forward(x, w, args):
+    return forward_factors(x, separable_factors(w), args)
+
+
+def grad_input(gy, w, args):
+    return _back_passes(gy, separable_factors(w), args)[0]
+
+
+def grad_weight(gy, x, args):
+    # The gradient of a full kernel is not rank-1 in general: the direct sum over taps.
+    return direct.grad_weight(gy, x, args)

@@ -1,0 +1,135 @@
+"""algorithm="winograd": F(2, 3) and F(4, 3) against the loop oracle, PyTorch and finite
+differences; its rejection messages and its measured float32 error bounds."""
+import math
+
+import numpy as np
+import pytest
+from fast_cases import CONV, args_of, assert_close, naive_all, operands, torch_conv
+
+import convlab
+from convlab.reference import direct, winograd
+
+CASES = [
+    ("1d", (2, 3, 11), (4, 3, 3), dict()),
+    ("1d-same-g2", (1, 4, 10), (6, 2, 3), dict(groups=2, padding="same")),
+    ("2d", (2, 3, 9, 7), (4, 3, 3, 3), dict()),
+    ("2d-pairs", (1, 2, 10, 13), (3, 2, 3, 3), dict(padding=((2, 0), (1, 3)))),
+    ("2d-full-g3", (2, 6, 5, 6), (3, 2, 3, 3), dict(groups=3, padding="full")),
+    ("2d-depthwise", (1, 4, 6, 6), (4, 1, 3, 3), dict(groups=4, padding=1)),
+    ("2d-one-tile", (1, 2, 3, 3), (2, 2, 3, 3), dict()),
+    ("3d", (1, 2, 6, 5, 7), (3, 2, 3, 3, 3), dict(padding=1)),
+]
+IDS = [c[0] for c in CASES]
+
+
+@pytest.mark.parametrize("tile", [2, 4])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("name,x_shape,w_shape,params", CASES, ids=IDS)
+def test_winograd_matches_loop_oracle(name, x_shape, w_shape, params, dtype, tile):
+    x, w = operands(x_shape, w_shape, dtype)
+    args = args_of(x, w, params)
+    y = winograd.forward(x, w, args, tile=tile)
+    gy = np.random.default_rng(1).standard_normal(y.shape).astype(dtype)
+    ref_y, ref_gx, ref_gw = naive_all(x, w, gy, params)
+    red = math.prod(w_shape[1:]) * 10  # the transforms' constants grow the float32 error
+    assert_close(y, ref_y, dtype, red)
+    assert_close(winograd.grad_input(gy, w, args, tile=tile), ref_gx, dtype, red)
+    assert_close(winograd.grad_weight(gy, x, args), ref_gw, dtype, math.prod(y.shape) / y.shape[1])
+
+
+@pytest.mark.parametrize("name,x_shape,w_shape,params", CASES[::2], ids=IDS[::2])
+def test_winograd_matches_torch(name, x_shape, w_shape, params):
+    x, w = operands(x_shape, w_shape)
+    nd = len(x_shape) - 2
+    y = getattr(convlab, CONV[nd])(x, w, algorithm="winograd", **params)
+    gy = np.random.default_rng(2).standard_normal(y.shape)
+    peer = torch_conv(x, w, params, gy)
+    if peer is None:
+        pytest.skip("torch is not installed")
+    gx, gw, _ = getattr(convlab, CONV[nd] + "_backward")(gy, x, w, algorithm="winograd", **params)
+    for ours, theirs in zip((y, gx, gw), peer):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("nd", [1, 2, 3])
+def test_winograd_backward_gradcheck(nd):
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 2) + (7, 6, 5)[:nd])
+    w = rng.standard_normal((2, 2) + (3,) * nd)
+    b = rng.standard_normal(2)
+    fwd, bwd = getattr(convlab, CONV[nd]), getattr(convlab, CONV[nd] + "_backward")
+    convlab.gradcheck(fwd, bwd, [x, w, b], algorithm="winograd", padding=((1, 0),) * nd)
+
+
+def test_winograd_workspace_chunks_agree():
+    x, w = operands((5, 3, 9, 9), (4, 3, 3, 3))
+    whole = convlab.conv2d(x, w, padding=1, algorithm="winograd")
+    old = convlab.set_workspace_limit(1)  # one sample per chunk
+    try:
+        np.testing.assert_array_equal(convlab.conv2d(x, w, padding=1, algorithm="winograd"), whole)
+    finally:
+        convlab.set_workspace_limit(old)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(w=np.zeros((2, 2, 5, 5))), r"F\(m, 3\) only: it needs a 3-tap kernel on every axis, got kernel \(5, 5\)"),
+    (dict(w=np.zeros((2, 2, 3, 1))), r"got kernel \(3, 1\)"),
+    (dict(stride=2), r"needs stride 1 .* got stride \(2, 2\)"),
+    (dict(stride=(1, 3)), r"got stride \(1, 3\)"),
+    (dict(dilation=(2, 1)), r"needs dilation 1, got dilation \(2, 1\)"),
+])
+def test_winograd_rejects_what_it_cannot_compute(kwargs, match):
+    args = dict(x=np.zeros((1, 2, 12, 12)), w=np.zeros((2, 2, 3, 3)))
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=match):
+        convlab.conv2d(algorithm="winograd", **args)
+    with pytest.raises(ValueError, match=match):
+        y = convlab.conv2d(args["x"], args["w"], **{k: v for k, v in kwargs.items() if k != "w"})
+        convlab.conv2d_backward(np.zeros_like(y), algorithm="winograd", **args)
+
+
+def test_winograd_tile_must_be_two_or_four():
+    x, w = operands((1, 1, 8, 8), (1, 1, 3, 3))
+    with pytest.raises(ValueError, match=r"tile must be one of \(2, 4\)"):
+        winograd.forward(x, w, args_of(x, w, {}), tile=3)
+
+
+def test_tile_rule():
+    for nd, tile in [(1, 4), (2, 4), (3, 2)]:
+        x, w = operands((1, 1) + (6,) * nd, (1, 1) + (3,) * nd)
+        assert winograd.tile_size(args_of(x, w, {})) == tile
+
+
+# The float32 error bounds documented in docs/algorithms.md (largest error relative to the
+# largest output, 32 channels, against float64): F(4, 3) trades accuracy for fewer products.
+BOUNDS = {(1, 2): 1e-6, (1, 4): 5e-6, (2, 2): 1e-6, (2, 4): 2e-5, (3, 2): 2e-6, (3, 4): 1e-4}
+
+
+@pytest.mark.parametrize("nd", [1, 2, 3])
+def test_winograd_float32_error_within_documented_bounds(nd):
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((2, 32) + ((256,), (24, 24), (10, 10, 10))[nd - 1])
+    w = rng.standard_normal((8, 32) + (3,) * nd) / math.sqrt(32 * 3 ** nd)
+    args = args_of(x, w, dict(padding=1))
+    ref = direct.forward(x, w, args)
+    x32, w32 = x.astype(np.float32), w.astype(np.float32)
+    err = {m: float(np.abs(winograd.forward(x32, w32, args, tile=m) - ref).max() / np.abs(ref).max())
+           for m in (2, 4)}
+    assert err[2] < BOUNDS[nd, 2] and err[4] < BOUNDS[nd, 4], err
+    assert err[4] > err[2]
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_winograd_nonfinite_input_stays_inside_its_windows(bad):
+    x, w = operands((1, 2, 12, 12), (2, 2, 3, 3))
+    x[0, 0, 6, 5] = bad
+    y = convlab.conv2d(x, w, padding=1, algorithm="winograd")
+    touched = np.zeros((12, 12), bool)
+    touched[5:8, 4:7] = True  # the outputs whose 3x3 windows read cell (6, 5), not its whole 4x4 tile
+    assert np.array_equal(~np.isfinite(y[0, 0]), touched)
+    np.testing.assert_allclose(y, convlab.conv2d(x, w, padding=1, algorithm="naive"), atol=1e-12)
+    gy = np.ones_like(y)
+    gy[0, 1, 0, 0] = bad
+    with np.errstate(invalid="ignore"):  # inf * 0 in the weight gradient
+        gx = convlab.conv2d_backward(gy, x, w, padding=1, algorithm="winograd")[0]
+    assert not np.isfinite(gx[0, :, :2, :2]).all() and np.isfinite(gx[0, :, 3:, 3:]).all()
