@@ -151,7 +151,7 @@ def _time(benchmark, fn, case, kind, method, error, first_seconds):
         time.sleep(SETTLE_SECONDS)
     benchmark.group = f"{kind} {case.name}"
     benchmark.extra_info.update(algorithm=method, error=error)
-    rounds = 3 if first_seconds > SLOW_SECONDS else 7
+    rounds = 3 if first_seconds > SLOW_SECONDS else 15
     benchmark.pedantic(fn, rounds=rounds, iterations=1, warmup_rounds=0 if first_seconds > SLOW_SECONDS else 1)
     if benchmark.stats:  # absent under --benchmark-disable
         work = 2.0 * case.macs * (2 if kind == "backward" else 1)  # backward: input and weight gradients

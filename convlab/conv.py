@@ -125,8 +125,24 @@ def _predicted(args, dtype):
     return tuple((name, _cost.predict(name, args, dtype)) for name in CANDIDATES if not _unsupported(name, args))
 
 
+_separable_memo: dict = {}
+MEMO_BYTES = 1 << 16
+
+
 def _is_separable(w):
-    return w is not None and separable.factor(w)[1] <= separable.rtol(w.dtype)
+    """Whether ``w`` is separable within tolerance; small kernels' answers are remembered by
+    content (auto asks on every call, and a layer keeps its kernel)."""
+    if w is None:
+        return False
+    key = (w.shape, w.dtype.str, w.tobytes()) if w.nbytes <= MEMO_BYTES and isinstance(w, np.ndarray) else None
+    if key in _separable_memo:
+        return _separable_memo[key]
+    answer = separable.factor(w)[1] <= separable.rtol(w.dtype)
+    if key is not None:
+        if len(_separable_memo) >= 256:
+            _separable_memo.clear()
+        _separable_memo[key] = answer
+    return answer
 
 
 def _time_once(algo, x, w, args):
