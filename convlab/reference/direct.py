@@ -15,10 +15,10 @@ flattened: then ``V_pad[..., j*s + m*d]`` for all outputs is one contiguous rang
 columns, ``phase_m[:, q + offset_m]``, which BLAS reads in place. Outputs are computed on
 the whole phase grid (the cells past the last output of each axis are cropped) in column
 chunks whose accumulator stays in cache; the output gradient is spread onto the same grid
-with zeros in those cells. Samples are stacked as a batch of matrix products, except that
-small planes are flattened a few samples at a time into the columns (:func:`plan`), so
-that every product has at least ``MIN_COLUMNS`` columns. Stride 1 without padding needs
-no copy at all: the input is its own phase.
+with zeros in those cells. Samples are taken one block at a time; small planes are
+flattened a few samples per block into the columns (:func:`plan`), so that every product
+has at least ``MIN_COLUMNS`` columns. Stride 1 without padding needs no copy at all: the
+input is its own phase.
 """
 from __future__ import annotations
 

@@ -14,8 +14,10 @@ folded back onto the input (col2im, the adjoint of the gather).
 columns of the flattened phase grid that :mod:`.direct` uses: there each tap's rows are
 one contiguous range of the phase array, so the gather is a block copy per tap. The
 matrix is ``prod(k)`` times the input, so it is built in column chunks that stay in
-cache (see :func:`.direct.column_chunks`) and under the workspace limit (:func:`convlab.set_workspace_limit`); each chunk's
-product is written straight into the output.
+cache (:func:`.direct.column_chunks`) and under the workspace limit
+(:func:`convlab.set_workspace_limit`); each chunk's product is written straight into the
+output. Small planes, where the grid's cropped cells would waste work, gather only the
+outputs' columns instead (:func:`exact_columns`).
 """
 from __future__ import annotations
 
