@@ -17,6 +17,19 @@ BWD = {name: {nd: getattr(convlab, f"{name}{nd}d_backward") for nd in (1, 2, 3)}
 
 # ----------------------------------------------------------------------------- the oracle
 
+def _chain(shape, deriv):
+    """``grad_x(g)`` from ``deriv[(n, c, *j)] = [(input cell i, dY[j]/dV[i]), ...]`` (chain rule)."""
+
+    def backward(g):
+        gx = np.zeros(shape)
+        for key, pairs in deriv.items():
+            for i, dv in pairs:
+                gx[key[:2] + i] += g[key] * dv
+        return gx
+
+    return backward
+
+
 def out_len(n, k, s, d, lo, hi, ceil_mode):
     """PyTorch's pooling output size, written out."""
     span = d * (k - 1) + 1
@@ -84,14 +97,7 @@ def pool_oracle(x, kind, kernel, stride, pads, dilation=None, ceil_mode=False, c
                 deriv[nc + j] = [(i, 0.0 if yy == 0 or v == 0 else np.sign(v) * abs(v) ** (p - 1) * yy ** (1 - p))
                                  for i, v in zip(cells, vals)]
 
-    def backward(g):
-        gx = np.zeros(x.shape)
-        for key, pairs in deriv.items():
-            for i, dv in pairs:
-                gx[key[:2] + i] += g[key] * dv
-        return gx
-
-    return y, idx, backward
+    return y, idx, _chain(x.shape, deriv)
 
 
 def adaptive_oracle(x, kind, out):
@@ -114,14 +120,7 @@ def adaptive_oracle(x, kind, out):
                 y[nc + j] = sum(vals) / len(vals)
                 deriv[nc + j] = [(i, 1.0 / len(vals)) for i in cells]
 
-    def backward(g):
-        gx = np.zeros(x.shape)
-        for key, pairs in deriv.items():
-            for i, dv in pairs:
-                gx[key[:2] + i] += g[key] * dv
-        return gx
-
-    return y, idx, backward
+    return y, idx, _chain(x.shape, deriv)
 
 
 def distinct(shape, seed=0):
