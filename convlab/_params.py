@@ -88,6 +88,34 @@ def boolean(value, name: str) -> bool:
     return bool(value)
 
 
+def pool_indices(indices, grad_y, in_size, name="indices"):
+    """Check the flat plane indices a max pool returned: int64, ``grad_y``'s shape and device,
+    each in ``[-1, prod(in_size))``."""
+    xp = get_array_module(grad_y)
+    try:
+        mod = get_array_module(indices, name=name)
+    except TypeError:
+        raise TypeError(f"{name} must be an array of int64 plane indices, got {type(indices).__name__}") from None
+    if mod is not xp:
+        raise TypeError(f"{name} must be on the same device as grad_y")
+    if indices.dtype != np.int64:
+        raise TypeError(f"{name} must be int64 (the forward's return_indices), got dtype {indices.dtype}")
+    check_shape(indices, grad_y.shape, name, " (grad_y's shape)")
+    cells = math.prod(in_size)
+    if indices.size and (int(indices.min()) < -1 or int(indices.max()) >= cells):
+        raise ValueError(f"{name} must lie in [-1, {cells}) (flat indices into planes of size {tuple(in_size)})")
+    return indices
+
+
+def needs(value, b=None) -> tuple:
+    """``needs=(grad_x, grad_w, grad_b)`` of a backward function: which gradients to compute.
+    ``grad_b`` is never needed without a bias."""
+    if not isinstance(value, (tuple, list)) or len(value) != 3:
+        raise TypeError(f"needs must be a tuple of 3 bools (grad_x, grad_w, grad_b), got {value!r}")
+    flags = tuple(boolean(v, "needs") for v in value)
+    return flags[0], flags[1], flags[2] and b is not None
+
+
 def positive_int(value, name: str) -> int:
     if not _is_int(value):
         raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")

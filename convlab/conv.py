@@ -220,8 +220,11 @@ def conv(nd, x, w, b=None, stride=1, padding=0, dilation=1, groups=1, *, flip=Fa
 
 
 def conv_backward(nd, grad_y, x, w, b=None, stride=1, padding=0, dilation=1, groups=1, *,
-                  flip=False, algorithm="auto"):
+                  flip=False, algorithm="auto", needs=(True, True, True)):
     """Backward pass of ``conv{nd}d``: ``(grad_x, grad_w, grad_b)``; ``grad_b`` is None without ``b``.
+
+    ``needs=(grad_x, grad_w, grad_b)`` says which gradients to compute; the others are None
+    (a network's first layer needs no ``grad_x``).
 
     Shapes: ``grad_y (N, K, {osp})`` (the forward output's shape), ``x (N, C, {sp})``,
     ``w (K, C/groups, {ksp})`` -> ``grad_x`` like ``x``, ``grad_w`` like ``w``, ``grad_b (K,)``.
@@ -234,13 +237,14 @@ def conv_backward(nd, grad_y, x, w, b=None, stride=1, padding=0, dilation=1, gro
     """
     args = P.conv_args(x, w, b, stride, padding, dilation, groups, nd)
     P.check_grad_y(grad_y, x, (args.batch, args.out_channels) + args.geom.out_size)
+    need_x, need_w, need_b = P.needs(needs, b)
     wf = _flip(w, nd) if flip else w
-    algo = _algorithm(algorithm, args, grad_y, wf)
-    gx = algo.grad_input(grad_y, wf, args)
-    gw = algo.grad_weight(grad_y, x, args)
-    if flip:
+    algo = _algorithm(algorithm, args, grad_y, wf) if need_x or need_w else None
+    gx = algo.grad_input(grad_y, wf, args) if need_x else None
+    gw = algo.grad_weight(grad_y, x, args) if need_w else None
+    if flip and need_w:
         gw = get_array_module(gw).ascontiguousarray(_flip(gw, nd))
-    gb = _sum_bias_grad(grad_y, nd) if b is not None else None
+    gb = _sum_bias_grad(grad_y, nd) if need_b else None
     return gx, gw, gb
 
 
@@ -270,8 +274,9 @@ def conv_transpose(nd, x, w, b=None, stride=1, padding=0, output_padding=0, grou
 
 
 def conv_transpose_backward(nd, grad_y, x, w, b=None, stride=1, padding=0, output_padding=0, groups=1,
-                            dilation=1, *, algorithm="auto"):
-    """Backward pass of ``conv_transpose{nd}d``: ``(grad_x, grad_w, grad_b)``.
+                            dilation=1, *, algorithm="auto", needs=(True, True, True)):
+    """Backward pass of ``conv_transpose{nd}d``: ``(grad_x, grad_w, grad_b)``; ``needs`` as in
+    ``conv{nd}d_backward``.
 
     Shapes: ``grad_y (N, C_out, {osp})``, ``x (N, C_in, {sp})``, ``w (C_in, C_out/groups, {ksp})``.
     The input gradient is the forward convolution of ``grad_y`` with ``w``; the weight
@@ -282,10 +287,11 @@ def conv_transpose_backward(nd, grad_y, x, w, b=None, stride=1, padding=0, outpu
     """
     args = P.conv_transpose_args(x, w, b, stride, padding, output_padding, groups, dilation, nd)
     P.check_grad_y(grad_y, x, (args.batch, args.in_channels) + args.geom.in_size)
-    algo = _algorithm(algorithm, args, grad_y, w)
-    gx = algo.forward(grad_y, w, args)
-    gw = algo.grad_weight(x, grad_y, args)
-    gb = _sum_bias_grad(grad_y, nd) if b is not None else None
+    need_x, need_w, need_b = P.needs(needs, b)
+    algo = _algorithm(algorithm, args, grad_y, w) if need_x or need_w else None
+    gx = algo.forward(grad_y, w, args) if need_x else None
+    gw = algo.grad_weight(x, grad_y, args) if need_w else None
+    gb = _sum_bias_grad(grad_y, nd) if need_b else None
     return gx, gw, gb
 
 

@@ -33,8 +33,9 @@ def local_conv(nd, x, w, b=None, stride=1, padding=0, dilation=1):
     return y
 
 
-def local_conv_backward(nd, grad_y, x, w, b=None, stride=1, padding=0, dilation=1):
-    """Backward pass of ``local_conv{nd}d``: ``(grad_x, grad_w, grad_b)``; ``grad_b`` is None without ``b``.
+def local_conv_backward(nd, grad_y, x, w, b=None, stride=1, padding=0, dilation=1, *, needs=(True, True, True)):
+    """Backward pass of ``local_conv{nd}d``: ``(grad_x, grad_w, grad_b)``; ``grad_b`` is None without ``b``,
+    and ``needs`` as in ``conv{nd}d_backward``.
 
     Shapes as the forward, ``grad_y (N, K, {osp})``. With ``G = dL/dZ``::
 
@@ -44,9 +45,10 @@ def local_conv_backward(nd, grad_y, x, w, b=None, stride=1, padding=0, dilation=
     """
     args = P.local_args(x, w, b, stride, padding, dilation, nd, tiled=False)
     _check_grad_y(grad_y, x, args)
-    gx = ref.grad_input(grad_y, w, args)
-    gw = ref.grad_weight(grad_y, x, args)
-    gb = grad_y.sum(axis=0) if b is not None else None
+    need_x, need_w, need_b = P.needs(needs, b)
+    gx = ref.grad_input(grad_y, w, args) if need_x else None
+    gw = ref.grad_weight(grad_y, x, args) if need_w else None
+    gb = grad_y.sum(axis=0) if need_b else None
     return gx, gw, gb
 
 
@@ -67,17 +69,19 @@ def tiled_conv(nd, x, w, b=None, stride=1, padding=0, dilation=1):
     return y
 
 
-def tiled_conv_backward(nd, grad_y, x, w, b=None, stride=1, padding=0, dilation=1):
-    """Backward pass of ``tiled_conv{nd}d``: ``(grad_x, grad_w, grad_b)``; ``grad_b`` is None without ``b``.
+def tiled_conv_backward(nd, grad_y, x, w, b=None, stride=1, padding=0, dilation=1, *, needs=(True, True, True)):
+    """Backward pass of ``tiled_conv{nd}d``: ``(grad_x, grad_w, grad_b)``; ``grad_b`` is None without ``b``,
+    and ``needs`` as in ``conv{nd}d_backward``.
 
     ``grad_w[k, r, c, m]`` sums the locally connected weight gradient over the positions
     ``j`` with ``j mod t = r``; ``grad_x`` is the locally connected one with the untiled weight.
     """
     args = P.local_args(x, w, b, stride, padding, dilation, nd, tiled=True)
     _check_grad_y(grad_y, x, args)
-    gx = ref.grad_input(grad_y, ref.untile(w, args), args)
-    gw = ref.tile_sum(ref.grad_weight(grad_y, x, args), args)
-    gb = grad_y.sum(axis=(0,) + tuple(range(2, 2 + nd))) if b is not None else None
+    need_x, need_w, need_b = P.needs(needs, b)
+    gx = ref.grad_input(grad_y, ref.untile(w, args), args) if need_x else None
+    gw = ref.tile_sum(ref.grad_weight(grad_y, x, args), args) if need_w else None
+    gb = grad_y.sum(axis=(0,) + tuple(range(2, 2 + nd))) if need_b else None
     return gx, gw, gb
 
 

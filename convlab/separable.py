@@ -29,8 +29,11 @@ def separable_conv(nd, x, factors, b=None, stride=1, padding=0, dilation=1, grou
     return y
 
 
-def separable_conv_backward(nd, grad_y, x, factors, b=None, stride=1, padding=0, dilation=1, groups=None):
-    """Backward pass of ``separable_conv{nd}d``: ``(grad_x, grad_factors, grad_b)``.
+def separable_conv_backward(nd, grad_y, x, factors, b=None, stride=1, padding=0, dilation=1, groups=None, *,
+                            needs=(True, True, True)):
+    """Backward pass of ``separable_conv{nd}d``: ``(grad_x, grad_factors, grad_b)``; ``needs`` as in
+    ``conv{nd}d_backward`` (the chain through the passes computes ``grad_x`` and ``grad_factors``
+    together, so ``needs`` only drops what is not asked for).
 
     Shapes: ``grad_y (N, K, {osp})``, ``x (N, C, {sp})`` -> ``grad_x`` like ``x``,
     ``grad_factors`` a list like ``factors``, ``grad_b (K,)`` (None without ``b``).
@@ -40,9 +43,10 @@ def separable_conv_backward(nd, grad_y, x, factors, b=None, stride=1, padding=0,
     """
     args = P.separable_args(x, factors, b, stride, padding, dilation, groups, nd)
     P.check_grad_y(grad_y, x, (args.batch, args.out_channels) + args.geom.out_size)
-    gx, gf = _ref.backward_factors(grad_y, x, list(factors), args)
-    gb = _sum_bias_grad(grad_y, nd) if b is not None else None
-    return gx, gf, gb
+    need_x, need_f, need_b = P.needs(needs, b)
+    gx, gf = _ref.backward_factors(grad_y, x, list(factors), args) if need_x or need_f else (None, None)
+    gb = _sum_bias_grad(grad_y, nd) if need_b else None
+    return (gx if need_x else None), (gf if need_f else None), gb
 
 
 __all__ = (family(separable_conv, "separable_conv", globals())

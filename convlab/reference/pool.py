@@ -112,6 +112,21 @@ def max_pool_grad(gy, x, geom):
 
 # ----------------------------------------------------------------------------- sums, average
 
+def scatter_planes(gy, index, in_size):
+    """The adjoint of gathering by plane index: ``gx[n, c, index[n, c, j]] += gy[n, c, j]``
+    (index -1, a window with no input cell, adds nothing). Max-pool backward from the
+    forward's indices, without a second argmax."""
+    xp = get_array_module(gy)
+    planes, cells = gy.shape[0] * gy.shape[1], math.prod(in_size)
+    flat = index.reshape(planes, -1) + (xp.arange(planes, dtype=np.int64) * cells)[:, None]
+    weights = gy.reshape(planes, -1)
+    if index.size and int(index.min()) < 0:
+        keep = index.reshape(planes, -1) >= 0
+        flat, weights = flat[keep], weights[keep]
+    gx = xp.bincount(flat.ravel(), weights=weights.ravel(), minlength=planes * cells)
+    return gx.astype(gy.dtype, copy=False).reshape(tuple(gy.shape[:2]) + tuple(in_size))
+
+
 def sum_pool(x, geom):
     """Sum of each window, the padding holding 0."""
     xp = get_array_module(x)
