@@ -267,6 +267,23 @@ def plot_sweep(times, kernels, path, size=PLOT_IMAGE):
     plt.close(fig)
 
 
+def run_experiment(parser, args):
+    from . import experiments
+
+    if args.list:
+        for name, summary in experiments.summaries().items():
+            print(f"{name:24s} {summary}")
+        return 0
+    if not args.name:
+        parser.error("experiment needs a NAME (or --list)")
+    if args.name not in experiments.EXPERIMENTS:
+        parser.error(f"unknown experiment {args.name!r}; choose from {', '.join(sorted(experiments.EXPERIMENTS))}")
+    record = experiments.run(args.name, quick=args.quick, out=args.out, seed=args.seed)
+    out = args.out or f"results/{args.name}{'-quick' if args.quick else ''}"
+    print(f"{args.name}: done in {record['seconds']} s; results in {out}/results.json")
+    return 0
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="convlab", description="convlab: convolution engine tools")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -275,7 +292,16 @@ def main(argv=None):
     bench.add_argument("--repeat", type=int, default=3, help="timed runs per algorithm (best is shown)")
     bench.add_argument("--plot", metavar="FILE.png",
                        help="also plot time against kernel size on a single-channel image (needs matplotlib)")
+    exp = sub.add_parser("experiment", help="run an experiment on convlab.nn (--list names them)")
+    exp.add_argument("name", nargs="?", help="the experiment to run")
+    exp.add_argument("--list", action="store_true", help="list the experiments and exit")
+    exp.add_argument("--quick", action="store_true", help="a small run (under a minute), as CI runs it")
+    exp.add_argument("--out", metavar="DIR", help="where results.json and the figures go "
+                                                  "(default results/NAME[-quick])")
+    exp.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    if args.command == "experiment":
+        return run_experiment(parser, args)
     if args.command == "bench":
         if args.plot:
             try:

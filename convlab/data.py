@@ -1,0 +1,153 @@
+"""Data sets that are on the machine already, and minibatches. Nothing downloads.
+
+- :func:`digits`: scikit-learn's bundled 8x8 handwritten digits (1797 images).
+- :func:`fashion_mnist`: the IDX files of Debian's ``dataset-fashion-mnist`` package
+  (``apt-get install dataset-fashion-mnist``), or of a folder you name.
+- :func:`cifar10`: the Python pickle batches of CIFAR-10 in a folder you downloaded.
+- :func:`batches`: shuffled minibatches of several arrays, reproducible from a seed.
+
+Images come as float32 ``(N, C, H, W)`` in ``[0, 1]`` and labels as int64 ``(N,)``.
+"""
+from __future__ import annotations
+
+import gzip
+import os
+import pickle
+from pathlib import Path
+
+import numpy as np
+
+FASHION_MNIST_DIRS = ("/usr/share/datasets/fashion-mnist",)
+FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                         "Ankle boot")
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """A data set is not on this machine; the message says how to get it."""
+
+
+def _split(split):
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    return split
+
+
+def digits(split=None, test_fraction=0.25, seed=0):
+    """scikit-learn's 8x8 digits: ``(images (N, 1, 8, 8) float32 in [0, 1], labels (N,) int64)``.
+
+    ``split=None`` gives all 1797; ``"train"``/``"test"`` a stratified-free shuffled split
+    of ``test_fraction``, the same for the same ``seed``.
+    """
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError as exc:  # pragma: no cover - depends on the machine
+        raise DatasetNotFoundError("digits() needs scikit-learn: pip install 'convlab[data]'") from exc
+    d = load_digits()
+    x = (d.images / 16.0).astype(np.float32)[:, None]
+    y = d.target.astype(np.int64)
+    if split is None:
+        return x, y
+    _split(split)
+    order = np.random.default_rng(seed).permutation(len(y))
+    n_test = int(round(test_fraction * len(y)))
+    pick = order[:n_test] if split == "test" else order[n_test:]
+    return x[pick], y[pick]
+
+
+def _open(path):
+    return gzip.open(path, "rb") if str(path).endswith(".gz") else open(path, "rb")
+
+
+def read_idx(path):
+    """An IDX file (the MNIST format, gzipped or not) as a NumPy array."""
+    with _open(path) as f:
+        data = f.read()
+    if len(data) < 4 or data[0] != 0 or data[1] != 0:
+        raise ValueError(f"{path} is not an IDX file (bad magic number)")
+    dtypes = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+    if data[2] not in dtypes:
+        raise ValueError(f"{path}: unknown IDX element type {data[2]:#x}")
+    ndim = data[3]
+    shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    body = np.frombuffer(data, dtype=dtypes[data[2]], offset=4 + 4 * ndim)
+    if body.size != int(np.prod(shape)):
+        raise ValueError(f"{path}: header says shape {shape}, the file holds {body.size} values")
+    return body.reshape(shape)
+
+
+def _find(name, root, defaults, env="CONVLAB_DATA"):
+    """The first folder holding ``name``: the defaults (a system package), then ``root``, then
+    ``$CONVLAB_DATA`` (itself or its subfolder ``name``)."""
+    candidates = list(defaults)
+    if root is not None:
+        candidates.append(root)
+    if os.environ.get(env):
+        candidates += [os.environ[env], os.path.join(os.environ[env], name)]
+    return [Path(c) for c in candidates]
+
+
+def fashion_mnist(split="train", root=None):
+    """Fashion-MNIST (Xiao et al. 2017): ``(images (N, 1, 28, 28) float32 in [0, 1], labels (N,) int64)``,
+    60000 train or 10000 test images of 10 clothing classes (:data:`FASHION_MNIST_CLASSES`).
+
+    Looks in Debian's install folder ``/usr/share/datasets/fashion-mnist``, then ``root``,
+    then ``$CONVLAB_DATA`` (or its ``fashion-mnist`` subfolder), for ``train-images-idx3-ubyte``
+    and friends, gzipped or not.
+    """
+    prefix = "train" if _split(split) == "train" else "t10k"
+    for folder in _find("fashion-mnist", root, FASHION_MNIST_DIRS):
+        for suffix in (".gz", ""):
+            images = folder / f"{prefix}-images-idx3-ubyte{suffix}"
+            labels = folder / f"{prefix}-labels-idx1-ubyte{suffix}"
+            if images.exists() and labels.exists():
+                x = read_idx(images).astype(np.float32)[:, None] / 255.0
+                y = read_idx(labels).astype(np.int64)
+                if len(x) != len(y):
+                    raise ValueError(f"{folder}: {len(x)} images but {len(y)} labels")
+                return x, y
+    raise DatasetNotFoundError(
+        "Fashion-MNIST was not found. Install Debian's package (apt-get install dataset-fashion-mnist), "
+        "or put train-/t10k-images-idx3-ubyte(.gz) and -labels-idx1-ubyte(.gz) in a folder and pass "
+        "root=FOLDER or set CONVLAB_DATA=FOLDER")
+
+
+def cifar10(root, split="train"):
+    """CIFAR-10 from the Python pickle batches (``data_batch_1`` .. ``data_batch_5``, ``test_batch``)
+    in ``root`` (or its ``cifar-10-batches-py`` subfolder), downloaded by the user:
+    ``(images (N, 3, 32, 32) float32 in [0, 1], labels (N,) int64)``."""
+    names = [f"data_batch_{i}" for i in range(1, 6)] if _split(split) == "train" else ["test_batch"]
+    for folder in (Path(root), Path(root) / "cifar-10-batches-py"):
+        if all((folder / n).exists() for n in names):
+            xs, ys = [], []
+            for n in names:
+                with open(folder / n, "rb") as f:
+                    batch = pickle.load(f, encoding="bytes")
+                data, labels = batch.get(b"data", batch.get("data")), batch.get(b"labels", batch.get("labels"))
+                if data is None or labels is None:
+                    raise ValueError(f"{folder / n} is not a CIFAR-10 batch (no data/labels)")
+                xs.append(np.asarray(data, dtype=np.uint8).reshape(-1, 3, 32, 32))
+                ys.append(np.asarray(labels, dtype=np.int64))
+            return np.concatenate(xs).astype(np.float32) / 255.0, np.concatenate(ys)
+    raise DatasetNotFoundError(f"CIFAR-10 batches ({', '.join(names)}) were not found in {root}; download the "
+                               "python version of CIFAR-10 and pass its folder as root")
+
+
+def batches(*arrays, batch_size, shuffle=True, seed=None, drop_last=False):
+    """Minibatches ``(a[idx], b[idx], ...)`` over the first axis of equally long arrays.
+
+    With ``shuffle`` the order is a permutation drawn from ``seed`` (pass the epoch number,
+    for example, for a new order each epoch that a rerun reproduces).
+    """
+    if not arrays:
+        raise ValueError("batches needs at least one array")
+    n = len(arrays[0])
+    if any(len(a) != n for a in arrays):
+        raise ValueError(f"arrays must have the same length, got {[len(a) for a in arrays]}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    order = np.random.default_rng(seed).permutation(n) if shuffle else np.arange(n)
+    stop = n - n % batch_size if drop_last else n
+    for start in range(0, stop, batch_size):
+        idx = order[start:start + batch_size]
+        yield tuple(a[idx] for a in arrays)
