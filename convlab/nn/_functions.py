@@ -186,8 +186,8 @@ class Max(Function):
     def backward(self, g):
         xp = _xp(g)
         red = math.prod(self.shape[i] for i in self.axes)
-        moved = xp.zeros(tuple(self.shape[i] for i in self.keep) + (red,), dtype=g.dtype)
-        xp.put_along_axis(moved, self.arg[..., None], g.reshape(self.arg.shape)[..., None], axis=-1)
+        first = xp.arange(red) == self.arg[..., None]  # one-hot of the first maximum
+        moved = (first * g.reshape(self.arg.shape)[..., None]).astype(g.dtype, copy=False)
         moved = moved.reshape(tuple(self.shape[i] for i in self.keep) + tuple(self.shape[i] for i in self.axes))
         return xp.transpose(moved, np.argsort(self.keep + list(self.axes)))
 
@@ -226,6 +226,15 @@ def _advanced(index):
     return any(not isinstance(i, (slice, int, np.integer, type(None), type(Ellipsis))) for i in items)
 
 
+def _scatter_add(xp, out, index, values):
+    if xp is np:
+        np.add.at(out, index, values)
+    else:  # CuPy's spelling of the same
+        import cupyx
+
+        cupyx.scatter_add(out, index, values)
+
+
 class GetItem(Function):
     def __init__(self, index):
         self.index = index
@@ -238,7 +247,7 @@ class GetItem(Function):
         xp = _xp(g)
         out = xp.zeros(self.shape, dtype=self.dtype)
         if _advanced(self.index):  # repeated indices must add up
-            xp.add.at(out, self.index, g)
+            _scatter_add(xp, out, self.index, g)
         else:
             out[self.index] = g
         return out
@@ -404,10 +413,9 @@ class CrossEntropy(Function):
         if self.reduction == "mean":
             w = w / max(self.count, 1)
         w = w[:, None].astype(self.logp.dtype, copy=False)
-        grad = xp.exp(self.logp) * w            # d/dz of -log softmax(z)[t] is softmax(z) - onehot(t)
-        at = self.safe[:, None]
-        xp.put_along_axis(grad, at, xp.take_along_axis(grad, at, axis=1) - w, axis=1)
-        return grad
+        classes = xp.arange(self.logp.shape[1]).reshape((1, -1) + (1,) * (self.logp.ndim - 2))
+        onehot = classes == self.safe[:, None]
+        return (xp.exp(self.logp) - onehot) * w  # d/dz of -log softmax(z)[t] is softmax(z) - onehot(t)
 
 
 class MSELoss(Function):
