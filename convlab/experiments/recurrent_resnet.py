@@ -1,0 +1,216 @@
+"""Recurrent residual networks with shared weights (Liao & Poggio 2016) at small scale.
+
+(a) shared against unshared weights for the 1-state ResNet, the 3-state ResNet and the
+2-state fully recurrent net; (b) time-specific against shared batch norm; (c) read-out
+time at test against the trained one, and training at several read-out times; (d) sharing
+across states too. Fashion-MNIST, average-pooled to 14x14 (digits, 8x8, with ``--quick``).
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from .. import data, nn, optim
+from ..models.recurrent import preset, schedule
+from ..nn import functional as F
+from ..training import evaluate, progress
+
+SUMMARY = "recurrent ResNets / multi-state RNNs with shared weights (Liao & Poggio 2016): shared vs unshared"
+
+
+def _data(quick, seed):
+    if quick:
+        (x, y), (xt, yt) = data.digits("train", seed=seed), data.digits("test", seed=seed)
+        return "digits 8x8 (480 train, 200 test)", x[:480], y[:480], xt[:200], yt[:200]
+    (x, y), (xt, yt) = data.fashion_mnist("train"), data.fashion_mnist("test")
+    # 2x2 average pooling: 28x28 -> 14x14, to fit the budget of 2 cores
+    pool = lambda a: a.reshape(len(a), 1, 14, 2, 14, 2).mean(axis=(3, 5))  # noqa: E731
+    rng = np.random.default_rng(seed)
+    pick = rng.permutation(len(y))[:10000]
+    return "fashion-mnist 14x14 (10000 train)", pool(x[pick]), y[pick], pool(xt[:5000]), yt[:5000]
+
+
+def _standardise(x, xt):
+    mean, std = x.mean(), x.std()
+    return (x - mean) / std, (xt - mean) / std
+
+
+def train(model, x, y, xt, yt, epochs, seed, lr=0.05, batch=64, desc=""):
+    """SGD with momentum 0.9 and the paper's step schedule scaled to ``epochs`` (lr / 10 at 2/3
+    and again at 5/6 of the run). Returns per-epoch train/test error and the model."""
+    opt = optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=1e-4)
+    sched = optim.lr_scheduler.MultiStepLR(opt, [max(1, 2 * epochs // 3), max(1, 5 * epochs // 6)], 0.1)
+    rows = []
+    for epoch in range(epochs):
+        model.train()
+        losses, wrong, seen = 0.0, 0, 0
+        for xb, yb in progress(data.batches(x, y, batch_size=batch, seed=seed * 1000 + epoch),
+                               desc=f"{desc} epoch {epoch + 1}/{epochs}", total=-(-len(y) // batch)):
+            out = model(nn.Tensor(xb))
+            loss = F.cross_entropy(out, yb)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses += loss.item() * len(yb)
+            wrong += int((out.data.argmax(1) != yb).sum())
+            seen += len(yb)
+        sched.step()
+        test_loss, test_acc = evaluate(model, xt, yt)
+        rows.append(dict(epoch=epoch + 1, train_loss=losses / seen, train_error=wrong / seen,
+                         test_error=1 - test_acc))
+    return rows
+
+
+def _params(model):
+    return int(sum(p.size for p in model.parameters()))
+
+
+def run(quick, out, seed):
+    name, x, y, xt, yt = _data(quick, seed)
+    x, xt = _standardise(x, xt)
+    size = x.shape[-1]
+    width, epochs, seeds = (4, 1, [seed]) if quick else (8, 6, [seed, seed + 1, seed + 2])
+    settings = dict(data=name, width=width, epochs=epochs, seeds=seeds, batch=64, lr=0.05, momentum=0.9,
+                    weight_decay=1e-4, schedule="lr/10 at 2/3 and 5/6 of the epochs", image_size=size)
+    results = {"settings": settings, "comparison": {}, "parameters": {}, "schedules": {}}
+    t0 = time.perf_counter()
+
+    def build(preset_name, s, **kwargs):
+        nn.manual_seed(s)
+        return preset(preset_name, 1, 10, size, width=width, **kwargs)
+
+    # (a) shared against unshared, with parameter counts; time-specific BN throughout
+    curves = {}
+    for preset_name in ("resnet1", "resnet3", "frnn2"):
+        for shared in (True, False):
+            key = f"{preset_name} {'shared' if shared else 'unshared'}"
+            runs = []
+            for s in seeds:
+                model = build(preset_name, s, shared=shared)
+                runs.append(train(model, x, y, xt, yt, epochs, s, desc=key))
+            results["parameters"][key] = _params(model)
+            sch = model.sched
+            results["schedules"][preset_name] = dict(defined_at=sch.defined_at, readout=sch.readout,
+                                                     edges=[list(e) for e in model.edges])
+            final = [r[-1]["test_error"] for r in runs]
+            results["comparison"][key] = dict(test_error_mean=float(np.mean(final)),
+                                              test_error_std=float(np.std(final)), test_errors=final,
+                                              parameters=_params(model))
+            curves[key] = runs
+    results["curves"] = curves
+    # (b) time-specific against shared batch norm (1-state shared ResNet and 2-state FRNN)
+    results["batch_norm"] = {}
+    for preset_name in ("resnet1", "frnn2"):
+        for bn in ("time", "shared"):
+            final = []
+            for s in seeds:
+                model = build(preset_name, s, shared=True, bn=bn)
+                final.append(train(model, x, y, xt, yt, epochs, s, desc=f"{preset_name} bn={bn}")[-1]["test_error"])
+            results["batch_norm"][f"{preset_name} bn={bn}"] = dict(test_error_mean=float(np.mean(final)),
+                                                                    test_error_std=float(np.std(final)))
+    # (c) read-out time: train at 4 steps, test at 1..8; and train at 2, 4, 6
+    results["readout"] = {}
+    readouts = list(range(1, 9))
+    for preset_name in ("resnet1", "frnn2"):
+        nn.manual_seed(seed)
+        model = build(preset_name, seed, shared=True, readout=4)
+        train(model, x, y, xt, yt, epochs, seed, desc=f"{preset_name} T=4")
+        errors = {}
+        for T in readouts:
+            try:
+                schedule(len(model.channels), model.edges, T)
+            except ValueError:
+                continue
+            with nn.no_grad():
+                model.eval()
+                correct = sum(int((model(nn.Tensor(xt[i:i + 500]), readout=T).data.argmax(1) == yt[i:i + 500]).sum())
+                              for i in range(0, len(yt), 500))
+            errors[T] = 1 - correct / len(yt)
+        trained_at = {}
+        for T in (2, 4, 6):
+            try:
+                m2 = build(preset_name, seed, shared=True, readout=T)
+            except ValueError:
+                continue
+            trained_at[T] = train(m2, x, y, xt, yt, epochs, seed, desc=f"{preset_name} train T={T}")[-1]["test_error"]
+        results["readout"][preset_name] = dict(test_error_by_test_readout=errors, trained_readout=4,
+                                               test_error_by_trained_readout=trained_at)
+    # (d) sharing across states as well (3-state ResNet: all widths equal so that states can share)
+    results["share_states"] = {}
+    for share_states in (False, True):
+        nn.manual_seed(seed)
+        from ..models.recurrent import MultiStateRNN
+
+        model = MultiStateRNN(1, 10, size, (2 * width,) * 3, [(0, 0), (1, 1), (2, 2), (0, 1), (1, 2)], 6,
+                              shared=True, share_states=share_states)
+        err = train(model, x, y, xt, yt, epochs, seed, desc=f"share_states={share_states}")[-1]["test_error"]
+        results["share_states"][str(share_states)] = dict(test_error=err, parameters=_params(model))
+    results["seconds_training"] = time.perf_counter() - t0
+    results["figures"] = _figures(results, out)
+    return results
+
+
+def _figures(results, out):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = []
+    presets = ("resnet1", "resnet3", "frnn2")
+    fig, axes = plt.subplots(1, len(presets), figsize=(4.2 * len(presets), 3.4), squeeze=False)
+    for ax, p in zip(axes[0], presets):
+        for shared, colour in ((True, "tab:blue"), (False, "tab:green")):
+            key = f"{p} {'shared' if shared else 'unshared'}"
+            for k, run in enumerate(results["curves"][key]):
+                ep = [r["epoch"] for r in run]
+                ax.plot(ep, [r["train_error"] for r in run], color=colour, ls="--", alpha=0.6,
+                        label=f"{'shared' if shared else 'unshared'} train" if k == 0 else None)
+                ax.plot(ep, [r["test_error"] for r in run], color=colour,
+                        label=f"{'shared' if shared else 'unshared'} test "
+                              f"({results['parameters'][key]} params)" if k == 0 else None)
+        ax.set_title(p)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("error")
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out / "shared_vs_unshared.png", dpi=100)
+    plt.close(fig)
+    names.append("shared_vs_unshared.png")
+
+    fig, ax = plt.subplots(figsize=(5, 3.4))
+    for p, r in results["readout"].items():
+        ts = sorted(int(t) for t in r["test_error_by_test_readout"])
+        ax.plot(ts, [r["test_error_by_test_readout"][t] for t in ts], marker="o", label=f"{p} (trained at T=4)")
+    ax.axvline(4, color="grey", ls=":")
+    ax.set_xlabel("read-out time at test")
+    ax.set_ylabel("test error")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out / "readout.png", dpi=100)
+    plt.close(fig)
+    names.append("readout.png")
+
+    fig, axes = plt.subplots(1, len(results["schedules"]), figsize=(4 * len(results["schedules"]), 3), squeeze=False)
+    for ax, (p, s) in zip(axes[0], results["schedules"].items()):
+        n, T = len(s["defined_at"]), s["readout"]
+        for j, t0 in enumerate(s["defined_at"]):
+            ts = [t for t in range(T + 1) if t0 is not None and t >= t0]
+            ax.scatter(ts, [j] * len(ts), color="tab:blue", s=40)
+        for i, j in s["edges"]:
+            style = "-" if i == j else ("-|>" if i < j else "<|-")
+            ax.annotate("", xy=(T + 0.6, j), xytext=(T + 0.6, i) if i != j else (T + 0.9, j),
+                        arrowprops=dict(arrowstyle="->" if style != "-" else "-", color="tab:red"))
+        ax.set_yticks(range(n))
+        ax.set_yticklabels([f"state {j}" for j in range(n)])
+        ax.set_xlabel("time step (dots: state defined)")
+        ax.set_xlim(-0.5, T + 1.2)
+        ax.set_title(f"{p}: read-out at T={T}")
+    fig.tight_layout()
+    fig.savefig(out / "schedules.png", dpi=100)
+    plt.close(fig)
+    names.append("schedules.png")
+    return names
