@@ -18,8 +18,8 @@ SELU_ALPHA = 1.6732632423543772848170429916717
 SELU_SCALE = 1.0507009873554804934193349852946
 
 
-def _xp(a):
-    return get_array_module(a)
+def _xp(*arrays):
+    return get_array_module(*arrays)
 
 
 def _unbroadcast(g, shape):
