@@ -113,11 +113,11 @@ class MatMul(Function):
         a, b = self.a, self.b
         a2 = a[None] if a.ndim == 1 else a          # (1, n): a row vector
         b2 = b[:, None] if b.ndim == 1 else b       # (n, 1): a column vector
-        g2 = g
-        if a.ndim == 1:
-            g2 = g2[..., None, :]
+        g2 = g                                      # restored to (..., m, p): p first, then m
         if b.ndim == 1:
             g2 = g2[..., None]
+        if a.ndim == 1:
+            g2 = g2[..., None, :]
         ga = gb = None
         if self.needs[0]:
             ga = _unbroadcast(g2 @ b2.swapaxes(-1, -2), a2.shape if a.ndim > 1 else
