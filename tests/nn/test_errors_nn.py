@@ -124,3 +124,15 @@ def test_load_state_dict_missing_unexpected_and_shape():
     bn = nn.BatchNorm1d(3)
     with pytest.raises(ValueError, match="running_var"):
         bn.load_state_dict({**bn.state_dict(), "running_var": np.ones(4)})
+
+
+def test_moving_to_cuda_without_cupy():
+    try:
+        import cupy  # noqa: F401
+    except ImportError:
+        with pytest.raises(ValueError, match="CuPy"):
+            nn.Linear(2, 2).cuda()
+        with pytest.raises(ValueError, match="device"):
+            nn.Linear(2, 2).to(device="tpu")
+    else:
+        pytest.skip("CuPy is installed: moving to the GPU is tested in tests/gpu")

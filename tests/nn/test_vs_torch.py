@@ -338,6 +338,13 @@ def test_losses_match(reduction):
           tF.mse_loss(torch.from_numpy(a), torch.from_numpy(b), reduction=reduction))
 
 
+def test_cross_entropy_with_every_target_ignored_is_nan_as_torch():
+    z, t = np.ones((2, 3)), np.full(2, -100)
+    assert np.isnan(F.cross_entropy(Tensor(z), t).item())
+    assert np.isnan(tF.cross_entropy(torch.from_numpy(z), torch.from_numpy(t)).item())
+    assert F.cross_entropy(Tensor(z), t, reduction="sum").item() == 0.0
+
+
 def test_activations_match():
     x = np.random.default_rng(2).standard_normal((3, 5)) * 3
     xt = torch.from_numpy(x)
