@@ -18,8 +18,8 @@ SELU_ALPHA = 1.6732632423543772848170429916717
 SELU_SCALE = 1.0507009873554804934193349852946
 
 
-def _xp(a):
-    return get_array_module(a)
+def _xp(*arrays):
+    return get_array_module(*arrays)
 
 
 def _unbroadcast(g, shape):
@@ -113,11 +113,11 @@ class MatMul(Function):
         a, b = self.a, self.b
         a2 = a[None] if a.ndim == 1 else a          # (1, n): a row vector
         b2 = b[:, None] if b.ndim == 1 else b       # (n, 1): a column vector
-        g2 = g
-        if a.ndim == 1:
-            g2 = g2[..., None, :]
+        g2 = g                                      # restored to (..., m, p): p first, then m
         if b.ndim == 1:
             g2 = g2[..., None]
+        if a.ndim == 1:
+            g2 = g2[..., None, :]
         ga = gb = None
         if self.needs[0]:
             ga = _unbroadcast(g2 @ b2.swapaxes(-1, -2), a2.shape if a.ndim > 1 else

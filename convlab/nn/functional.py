@@ -203,6 +203,10 @@ def linear(x, weight, bias=None):
                          f"weight {weight.shape}")
     if bias is not None and as_tensor(bias).shape != (weight.shape[0],):
         raise ValueError(f"linear: bias must have shape ({weight.shape[0]},), got {as_tensor(bias).shape}")
+    for name, a in (("weight", weight), ("bias", bias)):
+        if a is not None and as_tensor(a).dtype != x.dtype:
+            raise TypeError(f"linear: {name} has dtype {as_tensor(a).dtype} but input has dtype {x.dtype}; "
+                            "cast one so they match")
     return fn.Linear().apply(x, weight, None if bias is None else as_tensor(bias))
 
 
@@ -321,6 +325,9 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
         if a is not None and tuple(getattr(a, "shape", ())) != (channels,):
             raise ValueError(f"batch_norm: {name} must have shape ({channels},) for input {input.shape}, "
                              f"got {getattr(a, 'shape', type(a).__name__)}")
+        if a is not None and getattr(a, "dtype", None) != input.dtype:
+            raise TypeError(f"batch_norm: {name} has dtype {a.dtype} but input has dtype {input.dtype}; "
+                            "cast one so they match")
     w = None if weight is None else as_tensor(weight)
     b = None if bias is None else as_tensor(bias)
     view = (1, channels) + (1,) * (input.ndim - 2)

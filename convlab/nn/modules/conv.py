@@ -41,6 +41,14 @@ def _param(shape, dtype):
     return Parameter(np.empty(shape, dtype=_float_dtype(dtype)))
 
 
+def _check_in_channels(module, x):
+    """A layer's input must have its ``in_channels`` on axis 1 (the engine would blame the weight's shape)."""
+    shape = getattr(x, "shape", ())
+    if len(shape) >= 2 and shape[1] != module.in_channels:
+        raise ValueError(f"{type(module).__name__}: input has {shape[1]} channels but in_channels is "
+                         f"{module.in_channels} (input shape {tuple(shape)})")
+
+
 class Linear(Module):
     """``y = x @ weight.T + bias``: ``(*, in_features)`` -> ``(*, out_features)``."""
 
@@ -88,6 +96,7 @@ class _ConvNd(Module):
         _reset(self.weight, self.bias, init.fans(self.weight.shape)[0])
 
     def forward(self, x):
+        _check_in_channels(self, x)
         if self.transposed:
             return F.conv_transpose(self.nd, x, self.weight, self.bias, self.stride, self.padding,
                                     self.output_padding, self.groups, self.dilation, algorithm=self.algorithm)
@@ -167,6 +176,7 @@ class LocalConv2d(Module):
         _reset(self.weight, self.bias, in_channels * math.prod(self.kernel_size))
 
     def forward(self, x):
+        _check_in_channels(self, x)
         return F.local_conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation)
 
 
@@ -188,4 +198,5 @@ class TiledConv2d(Module):
         _reset(self.weight, self.bias, in_channels * math.prod(self.kernel_size))
 
     def forward(self, x):
+        _check_in_channels(self, x)
         return F.tiled_conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation)
