@@ -68,19 +68,25 @@ def _first_inside(geom):
 
 def max_pool_argmax(x, geom):
     """``(Y, T)``: the max of each window and the flat tap index ``T`` (row-major over the
-    kernel) of its FIRST maximum. Taps are visited in row-major order and a tap wins only
-    if it is strictly larger (or the first NaN), so ties keep the earliest; ``T`` starts at
-    the first in-range tap with ``Y = -inf``, so a padding cell never wins."""
+    kernel) of its FIRST maximum (the first NaN where the window holds one, as ``Y`` is NaN
+    there). With ``Y`` known, the taps are visited last to first and each one that equals
+    ``Y`` overwrites ``T``, so the earliest wins: two passes per tap. A window whose ``Y`` is
+    ``-inf`` points to its first in-range tap, so a padding cell never wins."""
     xp = get_array_module(x)
     xpad = pad(x, geom, -xp.inf)
-    shape = _lead(x, geom) + geom.out_size
-    best = xp.full(shape, -xp.inf, dtype=x.dtype)
-    arg = xp.broadcast_to(xp.asarray(_first_inside(geom)), shape).copy()
-    for t, tap in enumerate(taps(geom)):
+    best = max_pool(x, geom)
+    nan = bool(xp.isnan(best).any())
+    arg = xp.empty(best.shape, dtype=np.int64)
+    hit = xp.empty(best.shape, dtype=bool)
+    for t, tap in reversed(list(enumerate(taps(geom)))):
         v = tap_view(xpad, tap, geom)
-        take = (v > best) | (xp.isnan(v) & ~xp.isnan(best))
-        xp.copyto(best, v, where=take)
-        xp.copyto(arg, t, where=take)
+        xp.equal(v, best, out=hit)
+        if nan:
+            hit |= xp.isnan(v)
+        xp.copyto(arg, t, where=hit)
+    empty = best == -xp.inf
+    if bool(empty.any()):
+        xp.copyto(arg, xp.broadcast_to(xp.asarray(_first_inside(geom)), best.shape), where=empty)
     return best, arg
 
 
