@@ -74,12 +74,13 @@ def torch_block(torch, channels):
     return Block()
 
 
-# Each workload: (convlab model, torch model, input shape, uses the optimiser)
+# Each workload: the convlab model, the PyTorch model, the timed and the checked input shapes,
+# whether it is a classifier (cross-entropy and an SGD step) and how many timed rounds.
 WORKLOADS = {
     "fashion-cnn": dict(ours=lambda: fashion_model(width=16), peer=lambda torch: torch_fashion(torch, 16),
-                        shape=(64, 1, 28, 28), small=(4, 1, 10, 10), classifier=True),
+                        shape=(64, 1, 28, 28), small=(4, 1, 10, 10), classifier=True, rounds=10),
     "resnet-block": dict(ours=lambda: BasicBlock(64), peer=lambda torch: torch_block(torch, 64),
-                         shape=(8, 64, 56, 56), small=(2, 64, 6, 6), classifier=False),
+                         shape=(8, 64, 56, 56), small=(2, 64, 6, 6), classifier=False, rounds=5),
 }
 
 
@@ -233,9 +234,9 @@ def test_train_step(benchmark, workload, impl):
         step = peer_step
     benchmark.group = f"train step {workload} {'x'.join(map(str, shape))}"
     benchmark.extra_info["algorithm"] = impl
-    benchmark.pedantic(step, rounds=3 if SMALL else 10, warmup_rounds=1)
+    benchmark.pedantic(step, rounds=1 if SMALL else work["rounds"], warmup_rounds=1)
     if impl == "convlab":
-        total, engine = _split(step, opt, repeats=1 if SMALL else 5)
+        total, engine = _split(step, opt, repeats=1 if SMALL else 3)
         benchmark.extra_info["step_ms"] = total * 1e3
         benchmark.extra_info["engine_ms"] = engine * 1e3
         benchmark.extra_info["overhead_fraction"] = max(0.0, 1 - engine / total)
