@@ -29,6 +29,7 @@ from convlab.nn import functional as F
 from convlab.nn.tensor import Function
 
 IMPLS = ["convlab", "torch"]
+SETTLE_SECONDS = 0.2  # let the previous benchmark's idle library threads stop spinning
 
 
 # ----------------------------------------------------------------------------- models
@@ -234,8 +235,12 @@ def test_train_step(benchmark, workload, impl):
         step = peer_step
     benchmark.group = f"train step {workload} {'x'.join(map(str, shape))}"
     benchmark.extra_info["algorithm"] = impl
+    if not benchmark.disabled:
+        time.sleep(SETTLE_SECONDS)
     benchmark.pedantic(step, rounds=1 if SMALL else work["rounds"], warmup_rounds=1)
     if impl == "convlab":
+        if not benchmark.disabled:
+            time.sleep(SETTLE_SECONDS)
         total, engine = _split(step, opt, repeats=1 if SMALL else 3)
         benchmark.extra_info["step_ms"] = total * 1e3
         benchmark.extra_info["engine_ms"] = engine * 1e3
