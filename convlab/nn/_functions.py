@@ -471,7 +471,8 @@ class BatchNorm(Function):
         centred = x - self.mean.reshape(view)
         self.var = (centred * centred).mean(axis=self.axes)
         self.inv = 1.0 / xp.sqrt(self.var + self.eps)
-        self.xhat = centred * self.inv.reshape(view)
+        centred *= self.inv.reshape(view)
+        self.xhat = centred
         self.view, self.weight = view, weight
         y = self.xhat * weight.reshape(view) if weight is not None else self.xhat.copy()
         if bias is not None:
@@ -479,17 +480,21 @@ class BatchNorm(Function):
         return y
 
     def backward(self, g):
-        view, xhat = self.view, self.xhat
-        gb = g.sum(axis=self.axes) if self.needs[2] else None
-        gw = (g * xhat).sum(axis=self.axes) if self.needs[1] else None
+        # With gxhat = g * weight, the input's gradient is
+        #   (gxhat - mean(gxhat) - xhat * mean(gxhat * xhat)) * inv
+        # = (g - sum(g)/m - xhat * sum(g * xhat)/m) * weight * inv,
+        # so the two sums that give the bias's and weight's gradients serve it too.
+        view, xhat, needs = self.view, self.xhat, self.needs
+        gb = g.sum(axis=self.axes) if needs[0] or needs[2] else None
+        gw = (g * xhat).sum(axis=self.axes) if needs[0] or needs[1] else None
         gx = None
-        if self.needs[0]:
-            gxhat = g * self.weight.reshape(view) if self.weight is not None else g
+        if needs[0]:
             count = g.size // g.shape[1]
-            m1 = gxhat.sum(axis=self.axes) / count
-            m2 = (gxhat * xhat).sum(axis=self.axes) / count
-            gx = (gxhat - m1.reshape(view) - xhat * m2.reshape(view)) * self.inv.reshape(view)
-        return gx, gw, gb
+            scale = self.inv if self.weight is None else self.inv * self.weight
+            gx = g - (gb / count).reshape(view)
+            gx -= xhat * (gw / count).reshape(view)
+            gx *= scale.reshape(view)
+        return gx, (gw if needs[1] else None), (gb if needs[2] else None)
 
 
 class MaskAffine(Function):
