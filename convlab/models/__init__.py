@@ -1,0 +1,1 @@
+"""Models of the research systems built on convlab.nn."""
