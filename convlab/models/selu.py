@@ -163,3 +163,97 @@ def variance_change(mus, omegas, nus, taus, alpha=ALPHA, lam=LAMBDA):
         mu, omega, nu, tau = mus[idx[0]], omegas[idx[1]], nus[idx[2]], taus[idx[3]]
         out[idx] = mean_variance_map(mu, nu, omega, tau, alpha, lam)[1] - nu
     return out
+
+
+# ----------------------------------------------------------------------------- networks
+
+# name -> (activation, initialiser, batch norm, alpha-dropout rate): the depth-statistics configurations
+CONFIGS = {
+    "SELU + LeCun": ("selu", "lecun", False, 0.0),
+    "SELU + alpha-dropout": ("selu", "lecun", False, 0.1),
+    "ReLU + LeCun": ("relu", "lecun", False, 0.0),
+    "ReLU + He": ("relu", "he", False, 0.0),
+    "tanh + LeCun": ("tanh", "lecun", False, 0.0),
+    "ReLU + batch norm": ("relu", "he", True, 0.0),
+}
+# name -> CONFIGS entry of the nets the training comparisons use
+KINDS = {"selu": "SELU + LeCun", "relu-bn": "ReLU + batch norm", "relu": "ReLU + He"}
+_ACTIVATIONS = {"selu": nn.SELU, "relu": nn.ReLU, "tanh": nn.Tanh}
+
+
+def _init(layer, init):
+    """LeCun normal ``N(0, 1/fan_in)`` or He normal ``N(0, 2/fan_in)`` weights, zero biases."""
+    if init == "lecun":
+        nn.init.lecun_normal_(layer.weight)
+    elif init == "he":
+        nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
+    else:
+        raise ValueError(f"init must be 'lecun' or 'he', got {init!r}")
+    if layer.bias is not None:
+        nn.init.zeros_(layer.bias)
+    return layer
+
+
+def _config(config):
+    if config in KINDS:
+        config = KINDS[config]
+    if config not in CONFIGS:
+        raise ValueError(f"config must be one of {sorted(CONFIGS) + sorted(KINDS)}, got {config!r}")
+    return CONFIGS[config]
+
+
+def hidden_block(in_features, width, config, dropout=None):
+    """Linear (initialised per ``config``) [-BatchNorm1d] -activation [-AlphaDropout], as a list of modules.
+    ``dropout`` overrides the configuration's alpha-dropout rate."""
+    activation, init, batch_norm, rate = _config(config)
+    rate = rate if dropout is None else dropout
+    layers = [_init(nn.Linear(in_features, width, bias=not batch_norm), init)]
+    if batch_norm:
+        layers.append(nn.BatchNorm1d(width))
+    layers.append(_ACTIVATIONS[activation]())
+    if rate:
+        layers.append(nn.AlphaDropout(rate) if activation == "selu" else nn.Dropout(rate))
+    return layers
+
+
+def mlp(in_features, classes, depth, width, config="selu", dropout=None):
+    """``depth`` hidden blocks of ``width`` units (:func:`hidden_block`) and a LeCun-initialised
+    linear read-out: ``(N, in_features)`` -> ``(N, classes)`` logits."""
+    layers = []
+    for i in range(depth):
+        layers += hidden_block(in_features if i == 0 else width, width, config, dropout)
+    return nn.Sequential(*layers, _init(nn.Linear(width, classes), "lecun"))
+
+
+def cnn(config="selu", channels=1, size=28, classes=10, width=16, hidden=128, dropout=0.05):
+    """conv3x3-act-conv3x3-act-maxpool2-dropout-dense-act-dropout-dense: ``(N, channels, size, size)``
+    -> ``(N, classes)``. ``"selu"``: SELU, LeCun init, alpha-dropout; ``"relu"``: ReLU, He init,
+    dropout; ``"relu-bn"``: ReLU after batch norm, He init, dropout."""
+    activation, init, batch_norm, _ = _config(config)
+    act = _ACTIVATIONS[activation]
+    drop = nn.AlphaDropout if activation == "selu" else nn.Dropout
+
+    def conv(c_in, c_out):
+        block = [_init(nn.Conv2d(c_in, c_out, 3, padding=1, bias=not batch_norm), init)]
+        return block + ([nn.BatchNorm2d(c_out)] if batch_norm else []) + [act()]
+
+    return nn.Sequential(*conv(channels, width), *conv(width, width), nn.MaxPool2d(2), drop(dropout), nn.Flatten(),
+                         *hidden_block(width * (size // 2) ** 2, hidden, config, dropout=0.0), drop(dropout),
+                         _init(nn.Linear(hidden, classes), "lecun"))
+
+
+def depth_statistics(config, depth=64, width=512, samples=1024, seed=0):
+    """Mean and variance (over samples and units) of the activations after each of ``depth``
+    hidden blocks of ``config`` (a :data:`CONFIGS` name), in training mode (batch norm uses the
+    batch, dropout drops), from standard normal inputs ``(samples, width)``.
+    Returns ``{"mean": (depth,), "variance": (depth,)}``."""
+    nn.manual_seed(seed)
+    x = nn.Tensor(np.random.default_rng(seed).standard_normal((samples, width)).astype(np.float32))
+    means, variances = [], []
+    with nn.no_grad():
+        for _ in range(depth):
+            for layer in hidden_block(width, width, config):
+                x = layer(x)
+            means.append(float(x.data.mean(dtype=np.float64)))
+            variances.append(float(x.data.var(dtype=np.float64)))
+    return {"mean": np.array(means), "variance": np.array(variances)}
