@@ -197,3 +197,55 @@ def test_map_rejects_bad_variance():
         S.mean_variance_map(0.0, -1.0)
     with pytest.raises(ValueError, match="tau"):
         S.constrained_weights(4, 8, omega=2.0, tau=0.1, rng=np.random.default_rng(0))
+
+# ----------------------------------------------------------------------------- networks and the experiment
+
+
+def test_selu_keeps_mean_and_variance_through_depth_while_relu_lecun_collapses():
+    selu = S.depth_statistics("SELU + LeCun", depth=32, width=512, samples=512, seed=0)
+    assert abs(selu["mean"][-1]) < 0.1 and abs(selu["variance"][-1] - 1) < 0.2
+    dropout = S.depth_statistics("SELU + alpha-dropout", depth=32, width=512, samples=512, seed=0)
+    assert abs(dropout["mean"][-1]) < 0.1 and abs(dropout["variance"][-1] - 1) < 0.2
+    relu = S.depth_statistics("ReLU + LeCun", depth=32, width=512, samples=512, seed=0)
+    assert relu["variance"][-1] < 0.1
+    # ReLU halves the second moment at every LeCun layer: E[relu(z)^2] = v/2
+    assert relu["variance"][-1] < 2.0 ** -20
+
+
+def test_networks_shapes_and_initialisation():
+    nn.manual_seed(0)
+    net = S.mlp(20, 3, depth=4, width=64, config="selu")
+    assert net(nn.Tensor(np.zeros((5, 20), np.float32))).shape == (5, 3)
+    first = net[0]
+    assert first.weight.data.std() * math.sqrt(20) == pytest.approx(1.0, abs=0.15)
+    assert not first.bias.data.any()
+    assert sum(isinstance(m, nn.BatchNorm1d) for m in S.mlp(20, 3, 4, 64, "relu-bn")) == 4
+    for kind in S.KINDS:
+        cnn = S.cnn(kind, channels=1, size=8, width=4, hidden=16)
+        assert cnn(nn.Tensor(np.zeros((2, 1, 8, 8), np.float32))).shape == (2, 10)
+    assert any(isinstance(m, nn.AlphaDropout) for m in S.cnn("selu", size=8, width=4))
+    with pytest.raises(ValueError, match="config"):
+        S.mlp(20, 3, 2, 8, config="gelu")
+
+
+def test_quick_experiment_end_to_end(tmp_path):
+    import json
+
+    from convlab import experiments
+
+    record = experiments.run("selu", quick=True, out=tmp_path, seed=0)
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["experiment"] == "selu" and saved["quick"]
+    fp = saved["fixed_point"]
+    assert np.allclose(fp["fixed_point"], [0, 1], atol=1e-6) and fp["spectral_norm"] < 1
+    assert abs(fp["alpha_error"]) < 1e-9 and abs(fp["lambda_error"]) < 1e-9
+    assert fp["theorem2_max_variance_change"] < 0 < fp["theorem3_min_variance_change"]
+    assert fp["monte_carlo"]["max_mean_gap"] < 0.05 and fp["monte_carlo"]["max_relative_variance_gap"] < 0.1
+    table = saved["depth_statistics"]["table"]
+    assert set(table) == set(S.CONFIGS)
+    for section in ("fully_connected", "cnn"):
+        for spread in saved[section]["test_accuracy"].values():
+            assert all(0 <= v <= 1 for v in spread["values"])
+    assert set(saved["tabular"]["accuracy"]["iris"]) == {*S.KINDS.values(), "SVM (RBF)", "random forest"}
+    for name in record["figures"]:
+        assert 0 < (tmp_path / name).stat().st_size < 150_000
