@@ -25,10 +25,10 @@ QUICK = dict(
 FULL = dict(
     theorem1_grid=(5, 4), bounds_grid=4, portrait_grid=15, mc_width=512, mc_samples=2000, mc_steps=12,
     depth_layers=64, depth_width=512, depth_samples=1024,
-    fc_depths=(8, 16, 32), fc_width=128, fc_seeds=3, fc_train=2500, fc_epochs=3, fc_test=5000,
-    cnn_seeds=2, cnn_train=2000, cnn_epochs=2, cnn_test=2000, cnn_width=8,
-    tab_datasets=("digits", "breast_cancer", "wine", "iris"), tab_folds=5, tab_depth=4, tab_width=64, tab_epochs=30,
-    rf_trees=200, lr=0.01, momentum=0.9, batch_size=64,
+    fc_depths=(8, 16, 32), fc_width=128, fc_seeds=3, fc_train=5000, fc_epochs=4, fc_test=5000,
+    cnn_seeds=2, cnn_train=3000, cnn_epochs=3, cnn_test=3000, cnn_width=8,
+    tab_datasets=("digits", "breast_cancer", "wine", "iris"), tab_folds=5, tab_depth=4, tab_width=64, tab_epochs=20,
+    rf_trees=100, lr=0.01, momentum=0.9, batch_size=64,
 )
 PORTRAIT_STARTS = [(0.6, 2.5), (-0.5, 2.2), (0.5, 0.3), (-0.4, 0.5), (0.0, 2.8), (0.3, 0.15)]
 
@@ -92,7 +92,8 @@ def _plot_portrait(path, n, map_paths, mc_paths):
             g = S.mean_variance_map(mu, nu)
             du[a, b], dv[a, b] = g[0] - mu, g[1] - nu
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(10, 4.2))
-    ax.quiver(*np.meshgrid(mus, nus), du, dv, angles="xy", scale_units="xy", scale=1, width=0.003, color="0.6")
+    # arrows at half the step g(mu, nu) - (mu, nu), so that neighbours do not overlap
+    ax.quiver(*np.meshgrid(mus, nus), du, dv, angles="xy", scale_units="xy", scale=2, width=0.004, color="0.65")
     for i, (m, c) in enumerate(zip(map_paths, mc_paths)):
         ax.plot(m[:, 0], m[:, 1], "-", color=f"C{i}", lw=1.2)
         ax.plot(c[:, 0], c[:, 1], "o", color=f"C{i}", ms=3, mfc="none")
@@ -212,7 +213,8 @@ def fc_section(s, out, seed, images):
     return {"dataset": name, "train_size": len(y), "test_size": len(yt), "width": s["fc_width"],
             "epochs": s["fc_epochs"], "seeds": s["fc_seeds"], "figures": figures,
             "test_accuracy": {f"depth {d} {k}": _spread(accs[(d, k)]) for d, k in accs},
-            "final_training_loss": {f"depth {d} {k}": _spread([c[-1] for c in curves[(d, k)]]) for d, k in curves}}
+            "final_training_loss": {f"depth {d} {k}": _spread([c[-1] for c in curves[(d, k)]]) for d, k in curves},
+            "training_loss_curves": {f"depth {d} {k}": np.mean(c, axis=0) for (d, k), c in curves.items()}}
 
 
 def cnn_section(s, out, seed, images):
