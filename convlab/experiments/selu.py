@@ -17,7 +17,7 @@ SUMMARY = ("self-normalising nets: SELU fixed point, depth statistics, deep FC n
 QUICK = dict(
     theorem1_grid=(3, 2), bounds_grid=2, portrait_grid=9, mc_width=256, mc_samples=1000, mc_steps=8,
     depth_layers=16, depth_width=128, depth_samples=256,
-    fc_depths=(8,), fc_width=64, fc_seeds=1, fc_train=1024, fc_epochs=1, fc_test=1000,
+    fc_depths=(8,), fc_lrs=(0.01,), fc_width=64, fc_seeds=1, fc_train=1024, fc_epochs=1, fc_test=1000,
     cnn_seeds=1, cnn_train=256, cnn_epochs=1, cnn_test=256, cnn_width=4,
     tab_datasets=("iris", "wine"), tab_folds=2, tab_depth=2, tab_width=32, tab_epochs=5, rf_trees=20,
     lr=0.01, momentum=0.9, batch_size=64,
@@ -25,7 +25,7 @@ QUICK = dict(
 FULL = dict(
     theorem1_grid=(5, 4), bounds_grid=4, portrait_grid=15, mc_width=512, mc_samples=2000, mc_steps=12,
     depth_layers=64, depth_width=512, depth_samples=1024,
-    fc_depths=(8, 16, 32), fc_width=128, fc_seeds=3, fc_train=5000, fc_epochs=4, fc_test=5000,
+    fc_depths=(8, 16, 32), fc_lrs=(0.01, 0.003), fc_width=128, fc_seeds=3, fc_train=5000, fc_epochs=4, fc_test=5000,
     cnn_seeds=2, cnn_train=3000, cnn_epochs=3, cnn_test=3000, cnn_width=8,
     tab_datasets=("digits", "breast_cancer", "wine", "iris"), tab_folds=5, tab_depth=4, tab_width=64, tab_epochs=20,
     rf_trees=100, lr=0.01, momentum=0.9, batch_size=64,
@@ -155,10 +155,11 @@ def load_images(n_train, n_test):
     return name, x[:n_train], y[:n_train], xt[:n_test], yt[:n_test]
 
 
-def fit(model, x, y, s, epochs, seed, points=20):
-    """SGD with momentum (the same for every net) on minibatches; returns the training loss
-    averaged over ``points`` equal stretches of the run (the curve) and whether it stayed finite."""
-    opt = optim.SGD(model.parameters(), lr=s["lr"], momentum=s["momentum"])
+def fit(model, x, y, s, epochs, seed, points=20, lr=None):
+    """SGD with momentum (the same for every net; ``lr`` defaults to the settings') on minibatches;
+    returns the training loss averaged over ``points`` equal stretches of the run (the curve) and
+    whether it stayed finite."""
+    opt = optim.SGD(model.parameters(), lr=s["lr"] if lr is None else lr, momentum=s["momentum"])
     model.train()
     losses = []
     for epoch in range(epochs):
@@ -183,38 +184,46 @@ def _spread(values):
 
 
 def fc_section(s, out, seed, images):
+    """Every net of :data:`convlab.models.selu.KINDS` at every depth, learning rate and seed; keys
+    of the results are ``"depth D lr LR KIND"``."""
     name, x, y, xt, yt = images
     x, xt = standardise(x.reshape(len(x), -1), xt.reshape(len(xt), -1))
-    jobs = [(d, k, r) for d in s["fc_depths"] for k in S.KINDS for r in range(s["fc_seeds"])]
+    jobs = [(d, lr, k, r) for d in s["fc_depths"] for lr in s["fc_lrs"] for k in S.KINDS for r in range(s["fc_seeds"])]
     curves, accs = {}, {}
-    for depth, kind, r in progress(jobs, desc="fully connected nets"):
+    for depth, lr, kind, r in progress(jobs, desc="fully connected nets"):
         nn.manual_seed(seed * 100 + r)
         net = S.mlp(x.shape[1], 10, depth, s["fc_width"], kind)
-        curve, finite = fit(net, x, y, s, s["fc_epochs"], seed * 100 + r)
-        curves.setdefault((depth, kind), []).append(curve)
-        accs.setdefault((depth, kind), []).append(_accuracy(net, xt, yt) if finite else np.nan)
+        curve, finite = fit(net, x, y, s, s["fc_epochs"], seed * 100 + r, lr=lr)
+        curves.setdefault((depth, lr, kind), []).append(curve)
+        accs.setdefault((depth, lr, kind), []).append(_accuracy(net, xt, yt) if finite else np.nan)
     figures = []
     plt = _pyplot()
     for depth in s["fc_depths"]:
-        fig, ax = plt.subplots(figsize=(5, 3.5))
-        for i, kind in enumerate(S.KINDS):
-            c = np.array(curves[(depth, kind)])
-            t = np.linspace(0, s["fc_epochs"], c.shape[1] + 1)[1:]
-            ax.plot(t, c.mean(axis=0), color=f"C{i}", label=S.KINDS[kind])
-            ax.fill_between(t, c.min(axis=0), c.max(axis=0), color=f"C{i}", alpha=0.25)
-        ax.set(xlabel="epoch", ylabel="training loss", yscale="log",
-               title=f"depth {depth}, width {s['fc_width']}, {name} ({len(y)} train)")
-        ax.legend(fontsize=8)
-        ax.grid(alpha=0.3)
+        fig, axes = plt.subplots(1, len(s["fc_lrs"]), figsize=(4.5 * len(s["fc_lrs"]), 3.5), squeeze=False, sharey=True)
+        for ax, lr in zip(axes[0], s["fc_lrs"]):
+            for i, kind in enumerate(S.KINDS):
+                c = np.array(curves[(depth, lr, kind)])
+                t = np.linspace(0, s["fc_epochs"], c.shape[1] + 1)[1:]
+                ax.plot(t, c.mean(axis=0), color=f"C{i}", label=S.KINDS[kind])
+                ax.fill_between(t, c.min(axis=0), c.max(axis=0), color=f"C{i}", alpha=0.25)
+            ax.set(xlabel="epoch", yscale="log", title=f"depth {depth}, lr {lr}")
+            ax.grid(alpha=0.3)
+        axes[0, 0].set_ylabel("training loss (mean, min-max over seeds)")
+        axes[0, 0].legend(fontsize=8)
+        fig.suptitle(f"width {s['fc_width']}, {name} ({len(y)} train), SGD momentum {s['momentum']}", fontsize=9)
         fig.tight_layout()
         figures.append(f"selu_fc_depth{depth}.png")
-        fig.savefig(out / figures[-1], dpi=90)
+        fig.savefig(out / figures[-1], dpi=80)
         plt.close(fig)
+
+    def keyed(f):
+        return {f"depth {d} lr {lr} {k}": f(v) for (d, lr, k), v in sorted(curves.items())}
+
     return {"dataset": name, "train_size": len(y), "test_size": len(yt), "width": s["fc_width"],
-            "epochs": s["fc_epochs"], "seeds": s["fc_seeds"], "figures": figures,
-            "test_accuracy": {f"depth {d} {k}": _spread(accs[(d, k)]) for d, k in accs},
-            "final_training_loss": {f"depth {d} {k}": _spread([c[-1] for c in curves[(d, k)]]) for d, k in curves},
-            "training_loss_curves": {f"depth {d} {k}": np.mean(c, axis=0) for (d, k), c in curves.items()}}
+            "epochs": s["fc_epochs"], "seeds": s["fc_seeds"], "lrs": s["fc_lrs"], "figures": figures,
+            "test_accuracy": {f"depth {d} lr {lr} {k}": _spread(v) for (d, lr, k), v in sorted(accs.items())},
+            "final_training_loss": keyed(lambda c: _spread([r[-1] for r in c])),
+            "training_loss_curves": keyed(lambda c: np.mean(c, axis=0))}
 
 
 def cnn_section(s, out, seed, images):
