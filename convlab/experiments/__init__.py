@@ -18,6 +18,7 @@ from pathlib import Path
 EXPERIMENTS = {
     "fashion-cnn": "fashion_cnn",
     "recurrent-resnet": "recurrent_resnet",
+    "selu": "selu",
 }
 
 
