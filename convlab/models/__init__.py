@@ -1,0 +1,1 @@
+"""Models of research systems built on convlab.nn."""
