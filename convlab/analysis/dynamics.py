@@ -55,7 +55,7 @@ def cell_map(cell, x=None):
         a = np.asarray(x.data if isinstance(x, Tensor) else x, dtype)
         return np.broadcast_to(a, (n, cell.input_size)).copy()
 
-    return lambda s: _step(cell, s, inputs(s.shape[0]))
+    return lambda s: cell_step(cell, s, inputs(s.shape[0]))
 
 
 def speed(cell, s, x=None):
@@ -182,7 +182,7 @@ def accuracy_against_delay(model, images, labels, delays, n_classes=None, noise=
     states = np.zeros((n, delays[-1] + 1, size), dtype)
     correct = np.zeros((len(delays), n), bool)
 
-    s = _step(cell, s, flat)
+    s = cell_step(cell, s, flat)
     states[:, 0] = s.data
     want = {int(d): i for i, d in enumerate(delays)}
     for t in range(1, delays[-1] + 1):
@@ -190,17 +190,17 @@ def accuracy_against_delay(model, images, labels, delays, n_classes=None, noise=
         if t in want:
             trig = frame.copy()
             trig[:, -1] = 1
-            out = model.readout(_hidden(cell, _step(cell, s, trig)))
+            out = model.readout(hidden_part(cell, cell_step(cell, s, trig)))
             correct[want[t]] = out.data.argmax(axis=1) == labels
         frame[:, -1] = 0
-        s = _step(cell, s, frame)
+        s = cell_step(cell, s, frame)
         states[:, t] = s.data
     per_class = np.stack([[c[labels == k].mean() if np.any(labels == k) else np.nan for k in range(n_classes)]
                           for c in correct])
     return DelayTest(delays, correct.mean(axis=1), per_class, states, labels)
 
 
-def _step(cell, s, frames):
+def cell_step(cell, s, frames):
     """One step of the cell on flat states ``s (N, S)`` with input frames ``(N, input_size)``."""
     x = frames if isinstance(frames, Tensor) else Tensor(frames)
     if isinstance(cell, nn.LSTMCell):
@@ -210,6 +210,6 @@ def _step(cell, s, frames):
     return cell(x, s)
 
 
-def _hidden(cell, s):
+def hidden_part(cell, s):
     """The part of a flat state the read-out sees (``h``)."""
     return s[:, :cell.hidden_size] if isinstance(cell, nn.LSTMCell) else s

@@ -15,7 +15,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .. import data, nn, optim
-from ..analysis.dynamics import _hidden, _step, find_slow_points, speed, state_size
+from ..analysis.dynamics import cell_step, find_slow_points, hidden_part, speed, state_size
 from ..nn import Tensor, no_grad
 from ..nn import functional as F
 
@@ -46,9 +46,9 @@ class RecallRNN(nn.Module):
         s = Tensor(np.zeros((x.shape[0], state_size(self.cell)), x.dtype))
         states = []
         for t in range(x.shape[1]):
-            s = _step(self.cell, s, x[:, t])
+            s = cell_step(self.cell, s, x[:, t])
             states.append(s)
-        scores = self.readout(nn.stack([_hidden(self.cell, s) for s in states], dim=1))
+        scores = self.readout(nn.stack([hidden_part(self.cell, s) for s in states], dim=1))
         return (scores, states) if return_states else scores
 
 
