@@ -5,6 +5,7 @@
   (``apt-get install dataset-fashion-mnist``), or of a folder you name.
 - :func:`cifar10`: the Python pickle batches of CIFAR-10 in a folder you downloaded.
 - :func:`batches`: shuffled minibatches of several arrays, reproducible from a seed.
+- :func:`delayed_recall`: sequences of the delayed-recall memory task built from any image set.
 
 Images come as float32 ``(N, C, H, W)`` in ``[0, 1]`` and labels as int64 ``(N,)``.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 import gzip
 import os
 import pickle
+from typing import NamedTuple
 from pathlib import Path
 
 import numpy as np
@@ -151,3 +153,83 @@ def batches(*arrays, batch_size, shuffle=True, seed=None, drop_last=False):
     for start in range(0, stop, batch_size):
         idx = order[start:start + batch_size]
         yield tuple(a[idx] for a in arrays)
+
+
+class DelayedRecall(NamedTuple):
+    """One batch of the delayed-recall task (see :func:`delayed_recall`)."""
+    inputs: np.ndarray   # (n, t_max, D + 1) float32: the frame (flattened) then the trigger
+    targets: np.ndarray  # (n, t_max) int64: the label at t_a, ``null`` elsewhere
+    t_s: np.ndarray      # (n,) int64 stimulus times in [1, t_max]
+    t_a: np.ndarray      # (n,) int64 answer times in [1, t_max], t_a - t_s > min_gap
+    labels: np.ndarray   # (n,) int64 the stimulus labels
+    null: int            # the "nothing" class
+
+
+def delayed_recall(images, labels, t_max, n_classes, min_gap=4, noise=0.1, seed=None, n=None, delay=None):
+    """The delayed-recall task of Haviv, Rivkind & Barak (2019) on any labelled image set.
+
+    Each of ``n`` sequences has ``t_max`` frames at times ``t = 1 .. t_max`` (array index
+    ``t - 1``); a frame is an image flattened to ``D`` values plus one trigger value:
+
+    - at ``t_s`` an image whose label is one of the first ``n_classes`` classes (labels
+      ``0 .. n_classes - 1``), trigger 0;
+    - at ``t_a`` a noise frame with trigger 1, where the target is the image's label;
+    - elsewhere a noise frame with trigger 0 and the target ``null``.
+
+    ``t_s`` and ``t_a`` are uniform over the pairs in ``[1, t_max]`` with ``t_a - t_s > min_gap``,
+    or, with ``delay``, ``t_a - t_s = delay`` exactly and ``t_s`` uniform in ``[1, t_max - delay]``.
+    Noise frames are i.i.d. normal with standard deviation ``noise`` per value. ``null`` is the
+    data set's class count ``labels.max() + 1``, the same for every ``n_classes``, so a
+    vocabulary curriculum keeps its output layer. ``n`` defaults to the number of eligible
+    images; images are drawn with replacement. The same ``seed`` gives the same batch.
+
+    Shapes: ``images (N, ...)`` and ``labels (N,)``; the result is a :class:`DelayedRecall`.
+    """
+    images, labels = np.asarray(images), np.asarray(labels)
+    if images.ndim < 2 or labels.ndim != 1 or len(images) != len(labels):
+        raise ValueError(f"images must be (N, ...) and labels (N,), got {images.shape} and {labels.shape}")
+    if labels.dtype.kind not in "iu" or len(labels) == 0 or labels.min() < 0:
+        raise ValueError("labels must be a non-empty integer array of classes >= 0")
+    for name, v in (("t_max", t_max), ("n_classes", n_classes), ("min_gap", min_gap)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+            raise ValueError(f"{name} must be an int, got {v!r}")
+    if min_gap < 0:
+        raise ValueError(f"min_gap must be >= 0, got {min_gap}")
+    if t_max < min_gap + 2:
+        raise ValueError(f"t_max={t_max} is too small for min_gap={min_gap}: t_a - t_s > min_gap needs "
+                         f"t_max >= {min_gap + 2}")
+    classes = int(labels.max()) + 1
+    if not 1 <= n_classes <= classes:
+        raise ValueError(f"n_classes must lie in [1, {classes}] (the data set's class count), got {n_classes}")
+    if delay is not None:
+        if isinstance(delay, bool) or not isinstance(delay, (int, np.integer)) or not min_gap < delay < t_max:
+            raise ValueError(f"delay must be an int with min_gap={min_gap} < delay < t_max={t_max}, got {delay!r}")
+    if not (isinstance(noise, (int, float, np.floating)) and noise >= 0):
+        raise ValueError(f"noise must be a number >= 0, got {noise!r}")
+    eligible = np.flatnonzero(labels < n_classes)
+    if len(eligible) == 0:
+        raise ValueError(f"no image has a label below n_classes={n_classes}")
+    n = len(eligible) if n is None else n
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"n must be a positive int, got {n!r}")
+    rng = np.random.default_rng(seed)
+    pick = eligible[rng.integers(0, len(eligible), n)]
+    if delay is None:
+        # Uniform over the valid pairs: t_s with weight (number of t_a after it), then t_a.
+        t_s_values = np.arange(1, t_max - min_gap)
+        weights = (t_max - min_gap - t_s_values).astype(float)
+        t_s = rng.choice(t_s_values, size=n, p=weights / weights.sum())
+        t_a = t_s + min_gap + 1 + (rng.random(n) * (t_max - min_gap - t_s)).astype(np.int64)
+    else:
+        t_s = rng.integers(1, t_max - delay + 1, n)
+        t_a = t_s + delay
+    d = int(np.prod(images.shape[1:]))
+    inputs = (rng.standard_normal((n, t_max, d + 1), dtype=np.float32) * np.float32(noise))
+    inputs[..., d] = 0
+    rows = np.arange(n)
+    inputs[rows, t_s - 1, :d] = images[pick].reshape(n, d)
+    inputs[rows, t_a - 1, d] = 1
+    targets = np.full((n, t_max), classes, dtype=np.int64)
+    targets[rows, t_a - 1] = labels[pick]
+    return DelayedRecall(inputs, targets, t_s.astype(np.int64), t_a.astype(np.int64), labels[pick].astype(np.int64),
+                         classes)

@@ -19,6 +19,7 @@ EXPERIMENTS = {
     "fashion-cnn": "fashion_cnn",
     "recurrent-resnet": "recurrent_resnet",
     "selu": "selu",
+    "rnn-memory": "rnn_memory",
 }
 
 

@@ -258,7 +258,7 @@ class Concat(Function):
         self.axis, self.stack = axis, stack
 
     def forward(self, *arrays):
-        xp = _xp(*arrays)
+        xp = get_array_module(*arrays)
         if self.stack:
             y = xp.stack(arrays, axis=self.axis)
             self.sizes = [1] * len(arrays)

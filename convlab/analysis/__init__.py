@@ -1,0 +1,1 @@
+"""Analysis of trained networks (:mod:`convlab.analysis.dynamics`: speed, slow points, PCA)."""
