@@ -17,6 +17,7 @@ from pathlib import Path
 # name -> module (under convlab.experiments)
 EXPERIMENTS = {
     "fashion-cnn": "fashion_cnn",
+    "gabor": "gabor",
 }
 
 
