@@ -18,6 +18,7 @@ from pathlib import Path
 EXPERIMENTS = {
     "fashion-cnn": "fashion_cnn",
     "gabor": "gabor",
+    "features": "features",
 }
 
 
