@@ -55,7 +55,7 @@ def run(quick, out, seed):
                         epochs=4, natural_k=16, natural_patches=5000)
     else:
         settings = dict(train_size=60000, test_size=10000, k=256, patch=6, patches=50000, kmeans_iterations=20,
-                        epochs=10, natural_k=64, natural_patches=50000)
+                        epochs=4, natural_k=64, natural_patches=50000)
     settings["patch"] = min(settings["patch"], x.shape[-1] - 2)
     x, y = x[:settings["train_size"]], y[:settings["train_size"]]
     xt, yt = xt[:settings["test_size"]], yt[:settings["test_size"]]
