@@ -54,7 +54,7 @@ def run(quick, out, seed):
         settings = dict(train_size=1000, test_size=500, k=32, patch=6, patches=5000, kmeans_iterations=10,
                         epochs=4, natural_k=16, natural_patches=5000)
     else:
-        settings = dict(train_size=60000, test_size=10000, k=256, patch=6, patches=50000, kmeans_iterations=20,
+        settings = dict(train_size=20000, test_size=10000, k=256, patch=6, patches=50000, kmeans_iterations=20,
                         epochs=4, natural_k=64, natural_patches=50000)
     settings["patch"] = min(settings["patch"], x.shape[-1] - 2)
     x, y = x[:settings["train_size"]], y[:settings["train_size"]]
