@@ -151,3 +151,34 @@ def batches(*arrays, batch_size, shuffle=True, seed=None, drop_last=False):
     for start in range(0, stop, batch_size):
         idx = order[start:start + batch_size]
         yield tuple(a[idx] for a in arrays)
+
+
+def scenes(images, labels, count, size=56, items=(2, 4), threshold=0.2, seed=0):
+    """Scenes for pixel-wise labelling: ``count`` canvases ``(count, 1, size, size)`` float32,
+    each holding ``items[0]`` to ``items[1]`` items of ``images (N, 1, h, w)`` at random
+    places, and their labels ``(count, size, size)`` int64: an item's class + 1 where its
+    pixel exceeds ``threshold`` and is the brightest there, 0 (background) elsewhere.
+    ``size`` may be a pair ``(H, W)``. The same ``seed`` gives the same scenes.
+    """
+    images, labels = np.asarray(images), np.asarray(labels)
+    if images.ndim != 4 or images.shape[1] != 1 or len(images) != len(labels):
+        raise ValueError(f"images must be (N, 1, h, w) with one label each, got {images.shape} and {labels.shape}")
+    height, width = (size, size) if np.isscalar(size) else size
+    h, w = images.shape[2:]
+    if height < h or width < w:
+        raise ValueError(f"size must be at least the items' {h}x{w}, got {size!r}")
+    lo, hi = items
+    if not 1 <= lo <= hi:
+        raise ValueError(f"items must be a (min, max) pair with 1 <= min <= max, got {items!r}")
+    rng = np.random.default_rng(seed)
+    x = np.zeros((count, 1, height, width), np.float32)
+    y = np.zeros((count, height, width), np.int64)
+    for i in range(count):
+        for j in rng.choice(len(images), size=rng.integers(lo, hi + 1), replace=False):
+            r, c = rng.integers(height - h + 1), rng.integers(width - w + 1)
+            item = images[j, 0]
+            region = x[i, 0, r:r + h, c:c + w]
+            on = (item > threshold) & (item >= region)
+            y[i, r:r + h, c:c + w][on] = labels[j] + 1
+            np.maximum(region, item, out=region)
+    return x, y

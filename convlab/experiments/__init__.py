@@ -19,6 +19,7 @@ EXPERIMENTS = {
     "fashion-cnn": "fashion_cnn",
     "gabor": "gabor",
     "features": "features",
+    "segmentation": "segmentation",
 }
 
 
