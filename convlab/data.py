@@ -233,3 +233,33 @@ def delayed_recall(images, labels, t_max, n_classes, min_gap=4, noise=0.1, seed=
     targets[rows, t_a - 1] = labels[pick]
     return DelayedRecall(inputs, targets, t_s.astype(np.int64), t_a.astype(np.int64), labels[pick].astype(np.int64),
                          classes)
+
+def scenes(images, labels, count, size=56, items=(2, 4), threshold=0.2, seed=0):
+    """Scenes for pixel-wise labelling: ``count`` canvases ``(count, 1, size, size)`` float32,
+    each holding ``items[0]`` to ``items[1]`` items of ``images (N, 1, h, w)`` at random
+    places, and their labels ``(count, size, size)`` int64: an item's class + 1 where its
+    pixel exceeds ``threshold`` and is the brightest there, 0 (background) elsewhere.
+    ``size`` may be a pair ``(H, W)``. The same ``seed`` gives the same scenes.
+    """
+    images, labels = np.asarray(images), np.asarray(labels)
+    if images.ndim != 4 or images.shape[1] != 1 or len(images) != len(labels):
+        raise ValueError(f"images must be (N, 1, h, w) with one label each, got {images.shape} and {labels.shape}")
+    height, width = (size, size) if np.isscalar(size) else size
+    h, w = images.shape[2:]
+    if height < h or width < w:
+        raise ValueError(f"size must be at least the items' {h}x{w}, got {size!r}")
+    lo, hi = items
+    if not 1 <= lo <= hi:
+        raise ValueError(f"items must be a (min, max) pair with 1 <= min <= max, got {items!r}")
+    rng = np.random.default_rng(seed)
+    x = np.zeros((count, 1, height, width), np.float32)
+    y = np.zeros((count, height, width), np.int64)
+    for i in range(count):
+        for j in rng.choice(len(images), size=rng.integers(lo, hi + 1), replace=False):
+            r, c = rng.integers(height - h + 1), rng.integers(width - w + 1)
+            item = images[j, 0]
+            region = x[i, 0, r:r + h, c:c + w]
+            on = (item > threshold) & (item >= region)
+            y[i, r:r + h, c:c + w][on] = labels[j] + 1
+            np.maximum(region, item, out=region)
+    return x, y

@@ -20,6 +20,9 @@ EXPERIMENTS = {
     "recurrent-resnet": "recurrent_resnet",
     "selu": "selu",
     "rnn-memory": "rnn_memory",
+    "gabor": "gabor",
+    "features": "features",
+    "segmentation": "segmentation",
 }
 
 

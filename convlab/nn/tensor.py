@@ -142,6 +142,8 @@ def _backward(root, grad, retain_graph):
         for t, need, gi in zip(node.inputs, node.needs, in_grads):
             if not need or gi is None:
                 continue
+            if isinstance(gi, np.generic):  # NumPy arithmetic on 0-d arrays gives scalars
+                gi = np.asarray(gi)
             if gi.shape != t.shape:
                 raise AssertionError(f"{type(node).__name__} returned a gradient of shape {gi.shape} "
                                      f"for an input of shape {t.shape}")
