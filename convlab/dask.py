@@ -95,7 +95,8 @@ def merge_chunks(chunks, size: int) -> tuple:
         else:
             out.append(c)
     if len(out) > 1 and out[-1] < size:
-        out[-2] += out.pop()
+        tail = out.pop()
+        out[-1] += tail
     return tuple(int(c) for c in out if c) or (0,)
 
 
