@@ -164,7 +164,7 @@ def _standin(x):
 
 
 def _prepare(x, nd):
-    """``x`` with its spatial chunk lists as given, and its in-memory stand-in."""
+    """Check that ``x`` is a Dask array of ``nd`` spatial dims with known chunks; its stand-in."""
     _check_dask(x)
     if x.ndim != nd + 2:
         raise ValueError(f"x must have {nd + 2} dims (N, C, *spatial) for a {nd}-d op, got shape {x.shape}")
@@ -179,15 +179,18 @@ def _check_in_memory(a, name):
                         f"got a dask.array.Array; call {name}.compute() first")
 
 
-def _channel_chunks(x, groups, c_per_group):
-    """x's channel chunks, each holding whole groups; ``ValueError`` when one splits a group."""
+def _output_channels(x, args):
+    """The output channel chunks of a convolution (``K/groups`` per group of each channel
+    chunk of ``x``) and their starts; ``ValueError`` when a channel chunk splits a group."""
+    c_per_group, k_per_group = args.in_channels // args.groups, args.out_channels // args.groups
     chunks = x.chunks[1]
     if any(c % c_per_group for c in chunks):
-        whole = tuple(c_per_group * (x.shape[1] // c_per_group // groups) for _ in range(groups))
+        fix = x.shape[1] if args.groups == 1 else (c_per_group,) * args.groups
         raise ValueError(f"x's channel chunks {chunks} split a group of C/groups={c_per_group} channels "
-                         f"(groups={groups}, C={x.shape[1]}); every channel chunk must hold whole groups, "
-                         f"e.g. x.rechunk({{1: {x.shape[1] if groups == 1 else whole}}})")
-    return chunks
+                         f"(groups={args.groups}, C={x.shape[1]}); every channel chunk must hold whole groups, "
+                         f"e.g. x.rechunk({{1: {fix}}})")
+    k_chunks = tuple(c // c_per_group * k_per_group for c in chunks)
+    return k_chunks, tuple(int(v) for v in np.cumsum((0,) + k_chunks))
 
 
 # ----------------------------------------------------------------------------- the blockwise engine
@@ -220,12 +223,7 @@ def _conv_setup(nd, x, w, b, stride, padding, dilation, groups):
     if b is not None:
         _check_in_memory(b, "b")
     args = P.conv_args(standin, w, b, stride, padding, dilation, groups, nd)
-    c_chunks = _channel_chunks(x, args.groups, args.in_channels // args.groups)
-    k_per_group = args.out_channels // args.groups
-    c_per_group = args.in_channels // args.groups
-    k_chunks = tuple(c // c_per_group * k_per_group for c in c_chunks)
-    k_starts = tuple(int(v) for v in np.cumsum((0,) + k_chunks))
-    return args, make_plan(x, args.geom), k_chunks, k_starts
+    return (args, make_plan(x, args.geom)) + _output_channels(x, args)
 
 
 def _check_algorithm(nd, x, w, b, args, flip, algorithm):
@@ -389,10 +387,7 @@ def separable_conv(nd, x, factors, b=None, stride=1, padding=0, dilation=1, grou
         _check_in_memory(b, "b")
     args = P.separable_args(standin, factors, b, stride, padding, dilation, groups, nd)
     c_per_group = args.in_channels // args.groups
-    c_chunks = _channel_chunks(x, args.groups, c_per_group)
-    k_per_group = args.out_channels // args.groups
-    k_chunks = tuple(c // c_per_group * k_per_group for c in c_chunks)
-    k_starts = tuple(int(v) for v in np.cumsum((0,) + k_chunks))
+    k_chunks, k_starts = _output_channels(x, args)
     fn = getattr(convlab, f"separable_conv{nd}d")
 
     def op(xb, pads, _ceil, ci):
@@ -457,3 +452,5 @@ __all__ = (family(conv, "conv", globals()) + family(conv_backward, "conv", globa
            + family(max_pool, "max_pool", globals()) + family(avg_pool, "avg_pool", globals())
            + family(lp_pool, "lp_pool", globals())
            + ["AxisPlan", "Plan", "axis_plan", "make_plan", "merge_chunks"])
+for _name in __all__:
+    globals()[_name].__module__ = __name__
