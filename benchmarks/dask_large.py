@@ -66,7 +66,7 @@ def run(args) -> dict:
 
     flops = 2.0 * args.size ** 2 * args.channels ** 2 * args.kernel ** 2
     image_bytes = 4 * args.channels * args.size ** 2
-    warm = argparse.Namespace(**{**vars(args), "size": min(args.size, 2 * args.chunk)})
+    warm = argparse.Namespace(**{**vars(args), "size": min(args.size, args.chunk)})
     result = dict(size=args.size, channels=args.channels, kernel=args.kernel, chunk=args.chunk,
                   scheduler=args.scheduler, algorithm=args.algorithm, image_mib=image_bytes / 2**20,
                   machine=f"{platform.machine()} {os.cpu_count()} cores ({platform.processor() or 'cpu'})",
