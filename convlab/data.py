@@ -234,6 +234,7 @@ def delayed_recall(images, labels, t_max, n_classes, min_gap=4, noise=0.1, seed=
     return DelayedRecall(inputs, targets, t_s.astype(np.int64), t_a.astype(np.int64), labels[pick].astype(np.int64),
                          classes)
 
+
 def scenes(images, labels, count, size=56, items=(2, 4), threshold=0.2, seed=0):
     """Scenes for pixel-wise labelling: ``count`` canvases ``(count, 1, size, size)`` float32,
     each holding ``items[0]`` to ``items[1]`` items of ``images (N, 1, h, w)`` at random

@@ -1,0 +1,456 @@
+"""convlab on Dask arrays: sliding-window ops on images larger than one process's memory.
+
+``x`` is a ``dask.array.Array`` ``(N, C, *spatial)`` chunked along the batch and/or the
+spatial axes, with NumPy or CuPy chunks; the result is a Dask array equal to the in-memory
+op's (bit for bit where each block runs the same algorithm: see docs/dask.md). Every block
+runs the public in-memory op (so CuPy chunks go through the engine's dispatch), on Dask's
+own scheduler or on ``dask.distributed``.
+
+How a spatial axis is cut (input size ``n``, kernel span ``r = d*(k-1) + 1``, stride ``s``,
+padding ``lo``/``hi``, output size ``o``). Output ``j`` reads input cells
+``j*s - lo ... j*s - lo + r - 1`` and is anchored at cell ``p_j = j*s - lo + t`` with
+``t = min(lo, r - 1)``: the halo, ``r - 1`` cells, is split by the padding into ``t``
+cells before each chunk and ``r - 1 - t`` after it. Output ``j`` belongs to the chunk that
+holds ``p_j`` (clipped to ``0 ... n-1``), so every window is computed exactly once and the
+output chunks follow the input chunks divided by the stride. Each block calls the op on
+the cells its windows read, with zero (or ``-inf`` for max) padding only where they run
+past the array's true edges. Chunks shorter than the halo are merged into a neighbour
+first (Dask can fetch a halo from the adjacent chunk only).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+try:
+    import dask.array as da
+except ImportError as exc:  # pragma: no cover - depends on the installation
+    raise ImportError("convlab.dask needs Dask: pip install 'convlab[dask]'") from exc
+
+import convlab
+
+from . import _params as P
+from ._backend import get_array_module
+from ._nd import family
+
+# ----------------------------------------------------------------------------- planning
+
+
+@dataclass(frozen=True)
+class AxisPlan:
+    """How one spatial axis is cut: input ``chunks`` (after merging), the halo ``depth``
+    ``(before, after)`` each block receives, and the windows ``[j0, j1)`` of each chunk."""
+
+    n: int
+    kernel: int
+    stride: int
+    dilation: int
+    pad: tuple
+    out: int
+    chunks: tuple
+    depth: tuple
+    windows: tuple
+
+    @property
+    def span(self) -> int:
+        return self.dilation * (self.kernel - 1) + 1
+
+    @property
+    def out_chunks(self) -> tuple:
+        return tuple(j1 - j0 for j0, j1 in self.windows)
+
+    @property
+    def starts(self) -> tuple:
+        """First input cell of each chunk."""
+        return tuple(int(v) for v in np.cumsum((0,) + self.chunks[:-1]))
+
+    def block_start(self, i: int) -> int:
+        """First input cell of chunk ``i`` with its halo (none at the true edges)."""
+        return self.starts[i] - (self.depth[0] if i > 0 else 0)
+
+    def local(self, i: int):
+        """The in-memory problem of chunk ``i``: input cells ``[c0, c1)``, the padding
+        ``(lo, hi)`` around them and whether the last window overhangs (a pool's
+        ``ceil_mode``); None when the chunk anchors no window."""
+        j0, j1 = self.windows[i]
+        if j0 == j1:
+            return None
+        lo, hi = self.pad
+        r0, r1 = j0 * self.stride - lo, (j1 - 1) * self.stride - lo + self.span
+        c0, c1 = max(r0, 0), min(r1, self.n)
+        if r1 > self.n + hi:  # runs past the padding: only a ceil_mode pool's last window
+            return c0, c1, (max(0, -r0), hi), True
+        return c0, c1, (max(0, -r0), max(0, r1 - self.n)), False
+
+
+def merge_chunks(chunks, size: int) -> tuple:
+    """Merge chunks shorter than ``size`` into their neighbours, keeping the other
+    boundaries; one chunk when the axis itself is shorter."""
+    out = []
+    for c in chunks:
+        if out and out[-1] < size:
+            out[-1] += c
+        else:
+            out.append(c)
+    if len(out) > 1 and out[-1] < size:
+        tail = out.pop()
+        out[-1] += tail
+    return tuple(int(c) for c in out if c) or (0,)
+
+
+def axis_plan(n, chunks, kernel, stride, dilation, pad, out) -> AxisPlan:
+    lo, _ = pad
+    span = dilation * (kernel - 1) + 1
+    t = min(lo, span - 1)
+    depth = (t, span - 1 - t)
+    chunks = merge_chunks(chunks, max(depth))
+    if len(chunks) == 1:
+        depth = (0, 0)
+    starts = np.cumsum((0,) + chunks[:-1])
+    # window j is anchored at p_j = j*s - lo + t; chunk i holds the j with p_j in [a_i, a_{i+1})
+    first = [0] + [min(out, -(-(int(a) + lo - t) // stride)) for a in starts[1:]]
+    windows = tuple(zip(first, first[1:] + [out]))
+    return AxisPlan(n, kernel, stride, dilation, tuple(pad), out, chunks, depth, windows)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The cut of every spatial axis of ``x (N, C, *spatial)``."""
+
+    axes: tuple
+
+    @property
+    def nd(self) -> int:
+        return len(self.axes)
+
+    def depth(self) -> dict:
+        return {2 + a: ax.depth for a, ax in enumerate(self.axes)}
+
+    def local(self, loc):
+        """Slices of the overlapped block, padding and ceil flag of the block at ``loc``
+        (its spatial chunk indices); None when it anchors no window."""
+        parts = [ax.local(i) for ax, i in zip(self.axes, loc)]
+        if any(p is None for p in parts):
+            return None
+        slices = tuple(slice(c0 - ax.block_start(i), c1 - ax.block_start(i))
+                       for ax, i, (c0, c1, _, _) in zip(self.axes, loc, parts))
+        pads = tuple(p[2] for p in parts)
+        return slices, pads, any(p[3] for p in parts)
+
+
+def make_plan(x, geom) -> Plan:
+    return Plan(tuple(axis_plan(n, x.chunks[2 + a], k, s, d, pad, o) for a, (n, k, s, d, pad, o) in enumerate(
+        zip(geom.in_size, geom.kernel, geom.stride, geom.dilation, geom.pad, geom.out_size))))
+
+
+# ----------------------------------------------------------------------------- validation
+
+def _check_dask(x, name="x"):
+    if not isinstance(x, da.Array):
+        raise TypeError(f"{name} must be a dask.array.Array, got {type(x).__name__}; for NumPy or CuPy arrays "
+                        "call the op of convlab itself (or wrap with dask.array.from_array(x, chunks=...))")
+
+
+def _standin(x):
+    """An array of ``x``'s module, dtype and shape that takes no memory (a broadcast scalar),
+    for the in-memory validators."""
+    try:
+        xp = get_array_module(x._meta)
+    except TypeError:
+        xp = np
+    return xp.broadcast_to(xp.zeros((), dtype=x.dtype), x.shape)
+
+
+def _prepare(x, nd):
+    """Check that ``x`` is a Dask array of ``nd`` spatial dims with known chunks; its stand-in."""
+    _check_dask(x)
+    if x.ndim != nd + 2:
+        raise ValueError(f"x must have {nd + 2} dims (N, C, *spatial) for a {nd}-d op, got shape {x.shape}")
+    if any(math.isnan(c) for cs in x.chunks for c in cs):
+        raise ValueError("x has unknown chunk sizes (NaN); call x.compute_chunk_sizes() first")
+    return _standin(x)
+
+
+def _check_in_memory(a, name):
+    if isinstance(a, da.Array):
+        raise TypeError(f"{name} must be a NumPy or CuPy array (it is small and is sent to every block), "
+                        f"got a dask.array.Array; call {name}.compute() first")
+
+
+def _output_channels(x, args):
+    """The output channel chunks of a convolution (``K/groups`` per group of each channel
+    chunk of ``x``) and their starts; ``ValueError`` when a channel chunk splits a group."""
+    c_per_group, k_per_group = args.in_channels // args.groups, args.out_channels // args.groups
+    chunks = x.chunks[1]
+    if any(c % c_per_group for c in chunks):
+        fix = x.shape[1] if args.groups == 1 else (c_per_group,) * args.groups
+        raise ValueError(f"x's channel chunks {chunks} split a group of C/groups={c_per_group} channels "
+                         f"(groups={args.groups}, C={x.shape[1]}); every channel chunk must hold whole groups, "
+                         f"e.g. x.rechunk({{1: {fix}}})")
+    k_chunks = tuple(c // c_per_group * k_per_group for c in chunks)
+    return k_chunks, tuple(int(v) for v in np.cumsum((0,) + k_chunks))
+
+
+# ----------------------------------------------------------------------------- the blockwise engine
+
+def _sliding(x, plan, op, out_channel_chunks, dtype):
+    """Run ``op(block, pads, ceil, channel_chunk_index)`` on each block's cells: the
+    blockwise form of a sliding-window op, output chunks ``(N, out_channel_chunks, *out)``."""
+    x = x.rechunk({2 + a: ax.chunks for a, ax in enumerate(plan.axes)})
+    out_chunks = (x.chunks[0], out_channel_chunks) + tuple(ax.out_chunks for ax in plan.axes)
+
+    def block(xb, block_info=None):
+        loc = block_info[0]["chunk-location"]
+        shape = (xb.shape[0], out_channel_chunks[loc[1]]) + tuple(ax.out_chunks[i] for ax, i in
+                                                                  zip(plan.axes, loc[2:]))
+        local = plan.local(loc[2:])
+        if local is None or 0 in shape:
+            return get_array_module(xb).zeros(shape, dtype=dtype)
+        slices, pads, ceil = local
+        return op(xb[(Ellipsis,) + slices], pads, ceil, loc[1])
+
+    return da.map_overlap(block, x, depth=plan.depth(), boundary="none", trim=False, allow_rechunk=False,
+                          chunks=out_chunks, dtype=dtype, meta=x._meta)
+
+
+# ----------------------------------------------------------------------------- convolution
+
+def _conv_setup(nd, x, w, b, stride, padding, dilation, groups):
+    standin = _prepare(x, nd)
+    _check_in_memory(w, "w")
+    if b is not None:
+        _check_in_memory(b, "b")
+    args = P.conv_args(standin, w, b, stride, padding, dilation, groups, nd)
+    return (args, make_plan(x, args.geom)) + _output_channels(x, args)
+
+
+def _check_algorithm(nd, x, w, b, args, flip, algorithm):
+    """Arguments the shapes do not settle (flip, the algorithm and whether it can serve this
+    kernel) are checked now, by the in-memory op on one window, not at compute time."""
+    xp = get_array_module(w)
+    tiny = xp.zeros((1, args.in_channels) + args.geom.span, dtype=x.dtype)
+    getattr(convlab, f"conv{nd}d")(tiny, w, b, args.geom.stride, 0, args.geom.dilation, args.groups,
+                                   flip=flip, algorithm=algorithm)
+
+
+def conv(nd, x, w, b=None, stride=1, padding=0, dilation=1, groups=1, *, flip=False, algorithm="auto"):
+    """{nd}-d convolution of a Dask array: ``convlab.conv{nd}d`` block by block.
+
+    Shapes: ``x (N, C, {sp})`` a Dask array chunked along N and/or {sp} (each channel
+    chunk must hold whole groups), ``w (K, C/groups, {ksp})`` and ``b (K,)`` in-memory
+    arrays -> a Dask array ``(N, K, {osp})``::
+
+        Z[n, k, j] = b[k] + sum_{{c, m}} V[n, g*C_g + c, j*s + m*d - lo] * K[k, c, m]
+
+    Every parameter as ``convlab.conv{nd}d``. Each block runs ``algorithm`` on its own
+    cells ("auto" decides per block); the result is bit for bit the in-memory one where
+    the algorithm sums each output in an order independent of the array's extent.
+    """
+    args, plan, k_chunks, k_starts = _conv_setup(nd, x, w, b, stride, padding, dilation, groups)
+    _check_algorithm(nd, x, w, b, args, flip, algorithm)
+    fn = getattr(convlab, f"conv{nd}d")
+    c_per_group = args.in_channels // args.groups
+
+    def op(xb, pads, _ceil, ci):
+        k0, k1 = k_starts[ci], k_starts[ci + 1]
+        return fn(xb, w[k0:k1], None if b is None else b[k0:k1], args.geom.stride, pads, args.geom.dilation,
+                  xb.shape[1] // c_per_group, flip=flip, algorithm=algorithm)
+
+    return _sliding(x, plan, op, k_chunks, x.dtype)
+
+
+def _rechunk_like(a, name, shape, chunks):
+    _check_dask(a, name)
+    if tuple(a.shape) != tuple(shape):
+        raise ValueError(f"{name} must have shape {tuple(shape)} (the forward output's shape), got {a.shape}")
+    return a.rechunk(chunks)
+
+
+def conv_backward(nd, grad_y, x, w, b=None, stride=1, padding=0, dilation=1, groups=1, *, flip=False,
+                  algorithm="auto", split_every=None):
+    """Backward pass of ``convlab.dask.conv{nd}d``: Dask arrays ``(grad_x, grad_w, grad_b)``.
+
+    Shapes: ``grad_y (N, K, {osp})`` and ``x (N, C, {sp})`` Dask arrays, ``w (K, C/groups, {ksp})``
+    -> ``grad_x`` like ``x`` (chunked like it), ``grad_w`` like ``w``, ``grad_b (K,)`` (None
+    without ``b``). Each output block runs ``convlab.conv{nd}d_backward`` on its cells::
+
+        grad_x = sum over blocks of the block's input gradient, added where halos overlap
+        grad_w = sum over blocks of the block's weight gradient (a tree of ``split_every``)
+        grad_b[k] = sum_{{n, j}} G[n, k, j]
+
+    Compute ``grad_x`` and ``grad_w`` together (``dask.compute(gx, gw)``): both come from
+    the same block tasks.
+    """
+    args, plan, k_chunks, k_starts = _conv_setup(nd, x, w, b, stride, padding, dilation, groups)
+    _check_algorithm(nd, x, w, b, args, flip, algorithm)
+    fn = getattr(convlab, f"conv{nd}d_backward")
+    c_per_group = args.in_channels // args.groups
+    x = x.rechunk({2 + a: ax.chunks for a, ax in enumerate(plan.axes)})
+    out_chunks = (x.chunks[0], k_chunks) + tuple(ax.out_chunks for ax in plan.axes)
+    gy = _rechunk_like(grad_y, "grad_y", (args.batch, args.out_channels) + args.geom.out_size, out_chunks)
+    if gy.dtype != x.dtype:
+        raise TypeError(f"grad_y has dtype {gy.dtype} but x has dtype {x.dtype}; cast one so they match")
+    depth = plan.depth()
+    # the overlapped blocks' extents: each block's input gradient covers its cells and halos
+    ext_chunks = tuple(tuple(c + (ax.depth[0] if i else 0) + (ax.depth[1] if i < len(ax.chunks) - 1 else 0)
+                             for i, c in enumerate(ax.chunks)) for ax in plan.axes)
+    w_tail = tuple(w.shape[1:])
+
+    def block(xb, gyb, block_info=None):
+        loc = block_info[0]["chunk-location"]
+        xp = get_array_module(xb)
+        k0, k1 = k_starts[loc[1]], k_starts[loc[1] + 1]
+        gx = xp.zeros(xb.shape, dtype=xb.dtype)
+        local = plan.local(loc[2:])
+        if local is None or 0 in gyb.shape:
+            return gx, xp.zeros((k1 - k0,) + w_tail, dtype=xb.dtype)
+        slices, pads, _ = local
+        sel = (Ellipsis,) + slices
+        gx[sel], gw, _ = fn(gyb, xb[sel], w[k0:k1], None, args.geom.stride, pads, args.geom.dilation,
+                            xb.shape[1] // c_per_group, flip=flip, algorithm=algorithm)
+        return gx, gw
+
+    both = da.map_overlap(block, x, gy, depth=[depth, 0], boundary="none", trim=False, align_arrays=False,
+                          allow_rechunk=False, chunks=x.chunks[:2] + ext_chunks, dtype=x.dtype, meta=x._meta)
+    grad_x = _overlap_add(both.map_blocks(lambda t: t[0], dtype=x.dtype, meta=x._meta), plan, x.chunks)
+    grad_w = _tree_sum(both, plan, k_chunks, w_tail, x.dtype, split_every)
+    grad_b = gy.sum(axis=(0,) + tuple(range(2, 2 + nd)), split_every=split_every) if b is not None else None
+    return grad_x, grad_w, grad_b
+
+
+def _overlap_add(ext, plan, chunks):
+    """Fold blocks that each cover their chunk plus halos back onto the chunks: a cell's
+    value is the sum of every block's value for it (a block's halo reaches its neighbours only)."""
+    # block i receives the high halo of block i-1 (depth[1] cells) and the low halo of block i+1
+    swapped = {2 + a: ax.depth[::-1] for a, ax in enumerate(plan.axes)}
+
+    def fold(eb, block_info=None):
+        loc = block_info[0]["chunk-location"]
+        for a, (ax, i) in enumerate(zip(plan.axes, loc[2:])):
+            last = len(ax.chunks) - 1
+            before, after = (ax.depth[1] if i else 0), (ax.depth[0] if i < last else 0)
+            own_lo = ax.depth[0] if i else 0
+            size = ax.chunks[i]
+            core = _take(eb, 2 + a, before + own_lo, before + own_lo + size).copy()
+            if before:
+                _take(core, 2 + a, 0, before)[...] += _take(eb, 2 + a, 0, before)
+            if after:
+                _take(core, 2 + a, size - after, size)[...] += _take(eb, 2 + a, eb.shape[2 + a] - after,
+                                                                   eb.shape[2 + a])
+            eb = core
+        return eb
+
+    return da.map_overlap(fold, ext, depth=swapped, boundary="none", trim=False, allow_rechunk=False,
+                          chunks=chunks, dtype=ext.dtype, meta=ext._meta)
+
+
+def _take(a, axis, start, stop):
+    return a[(slice(None),) * axis + (slice(start, stop),)]
+
+
+
+def _tree_sum(both, plan, k_chunks, w_tail, dtype, split_every):
+    """Sum the blocks' weight gradients: one array with an axis of blocks per axis of x
+    (size-1 chunks), reduced by Dask as a tree."""
+    nd = plan.nd
+    nblocks = both.numblocks
+
+    def take(t):
+        gw = t[1]
+        return gw.reshape((1, gw.shape[0]) + (1,) * nd + gw.shape[1:])
+
+    chunks = (((1,) * nblocks[0]), k_chunks) + tuple((1,) * nblocks[2 + a] for a in range(nd)) + tuple(
+        (c,) for c in w_tail)
+    parts = both.map_blocks(take, chunks=chunks, new_axis=list(range(2 + nd, 2 + nd + len(w_tail))),
+                            dtype=dtype, meta=both._meta)
+    return parts.sum(axis=(0,) + tuple(range(2, 2 + nd)), split_every=split_every)
+
+
+# ----------------------------------------------------------------------------- separable
+
+def separable_conv(nd, x, factors, b=None, stride=1, padding=0, dilation=1, groups=None):
+    """{nd}-d separable convolution of a Dask array: ``convlab.separable_conv{nd}d`` block by block.
+
+    Shapes: ``x (N, C, {sp})`` a Dask array (each channel chunk holds whole groups),
+    ``factors`` {nd} in-memory arrays ``(K, C/groups, k_a)``, ``b (K,)`` -> ``(N, K, {osp})``,
+    equal to ``conv{nd}d`` with the kernel ``f_1 (x) ... (x) f_{nd}``.
+    """
+    standin = _prepare(x, nd)
+    if not isinstance(factors, (list, tuple)):
+        raise TypeError(f"factors must be a list of {nd} arrays (one 1-D factor per spatial axis), "
+                        f"got {type(factors).__name__}")
+    for a, f in enumerate(factors):
+        _check_in_memory(f, f"factors[{a}]")
+    if b is not None:
+        _check_in_memory(b, "b")
+    args = P.separable_args(standin, factors, b, stride, padding, dilation, groups, nd)
+    c_per_group = args.in_channels // args.groups
+    k_chunks, k_starts = _output_channels(x, args)
+    fn = getattr(convlab, f"separable_conv{nd}d")
+
+    def op(xb, pads, _ceil, ci):
+        k0, k1 = k_starts[ci], k_starts[ci + 1]
+        return fn(xb, [f[k0:k1] for f in factors], None if b is None else b[k0:k1], args.geom.stride, pads,
+                  args.geom.dilation, xb.shape[1] // c_per_group)
+
+    return _sliding(x, make_plan(x, args.geom), op, k_chunks, x.dtype)
+
+
+# ----------------------------------------------------------------------------- pooling
+
+def _pool(nd, x, name, kernel_size, stride, padding, dilation, ceil_mode, extra=(), kw=None):
+    """``convlab.{name}{nd}d(block, *extra, kernel_size, stride, pads, ceil_mode=, **kw)`` block by block."""
+    kw = kw or {}
+    standin = _prepare(x, nd)
+    geom = P.pool_args(standin, kernel_size, stride, padding, dilation, ceil_mode, nd)
+    fn = getattr(convlab, f"{name}{nd}d")
+
+    def op(xb, pads, ceil, _ci):
+        return fn(xb, *extra, geom.kernel, geom.stride, pads, ceil_mode=ceil, **kw)
+
+    return _sliding(x, make_plan(x, geom), op, x.chunks[1], x.dtype)
+
+
+def max_pool(nd, x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
+    """{nd}-d max pooling of a Dask array ``x (N, C, {sp})`` -> ``(N, C, {osp})``, block by block::
+
+        Y[n, c, j] = max_m V[n, c, j*s + m*d - lo]        (the padding holds -inf)
+
+    Parameters as ``convlab.max_pool{nd}d`` (indices are not returned).
+    """
+    return _pool(nd, x, "max_pool", kernel_size, stride, padding, dilation, ceil_mode, kw={"dilation": dilation})
+
+
+def avg_pool(nd, x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
+             divisor_override=None):
+    """{nd}-d average pooling of a Dask array ``x (N, C, {sp})`` -> ``(N, C, {osp})``, block by block::
+
+        Y[n, c, j] = sum_m V[n, c, j*s + m - lo] / D[j]
+
+    Parameters (and the divisor ``D``) as ``convlab.avg_pool{nd}d``.
+    """
+    include = P.boolean(count_include_pad, "count_include_pad")
+    divisor = P.divisor_override(divisor_override)
+    return _pool(nd, x, "avg_pool", kernel_size, stride, padding, 1, ceil_mode,
+                 kw={"count_include_pad": include, "divisor_override": divisor})
+
+
+def lp_pool(nd, x, p, kernel_size, stride=None, padding=0, ceil_mode=False):
+    """{nd}-d Lp pooling of a Dask array ``x (N, C, {sp})`` -> ``(N, C, {osp})``, block by block::
+
+        Y[n, c, j] = (sum_m |V[n, c, j*s + m - lo]|^p)^(1/p)
+
+    Parameters as ``convlab.lp_pool{nd}d``.
+    """
+    return _pool(nd, x, "lp_pool", kernel_size, stride, padding, 1, ceil_mode, (P.lp_norm(p),))
+
+
+__all__ = (family(conv, "conv", globals()) + family(conv_backward, "conv", globals(), "_backward")
+           + family(separable_conv, "separable_conv", globals())
+           + family(max_pool, "max_pool", globals()) + family(avg_pool, "avg_pool", globals())
+           + family(lp_pool, "lp_pool", globals())
+           + ["AxisPlan", "Plan", "axis_plan", "make_plan", "merge_chunks"])
+for _name in __all__:
+    globals()[_name].__module__ = __name__

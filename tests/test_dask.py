@@ -1,0 +1,351 @@
+"""convlab.dask against the in-memory ops: random shapes, chunkings that cut through windows,
+strides that do not divide the chunks, uneven and tiny chunks, batch chunking; the backward
+against the in-memory backward and finite differences; the halo plan's invariants; bad input."""
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+import convlab
+
+da = pytest.importorskip("dask.array", reason="Dask is not installed (pip install 'convlab[dask]')")
+import dask  # noqa: E402
+
+cd = pytest.importorskip("convlab.dask")
+
+from oracles import tol  # noqa: E402
+
+SETTINGS = settings(max_examples=40, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+
+
+def compute(*arrays):
+    return dask.compute(*arrays, scheduler="sync")
+
+
+@st.composite
+def partitions(draw, n, max_parts=5):
+    """Chunk sizes summing to ``n``: uneven, often smaller than a kernel's reach."""
+    cuts = sorted(draw(st.sets(st.integers(1, max(1, n - 1)), max_size=min(max_parts, n - 1))) if n > 1 else [])
+    bounds = [0] + cuts + [n]
+    return tuple(b - a for a, b in zip(bounds, bounds[1:]))
+
+
+@st.composite
+def conv_cases(draw):
+    nd = draw(st.sampled_from([1, 2]))
+    groups = draw(st.integers(1, 2))
+    c, k_out = groups * draw(st.integers(1, 2)), groups * draw(st.integers(1, 2))
+    n = draw(st.lists(st.integers(1, 13), min_size=nd, max_size=nd))
+    kernel = draw(st.lists(st.integers(1, 4), min_size=nd, max_size=nd))
+    stride = draw(st.lists(st.integers(1, 3), min_size=nd, max_size=nd))
+    dilation = draw(st.lists(st.integers(1, 2), min_size=nd, max_size=nd))
+    padding = draw(st.one_of(st.sampled_from(["valid", "same", "full"]), st.integers(0, 3),
+                             st.lists(st.tuples(st.integers(0, 4), st.integers(0, 4)), min_size=nd, max_size=nd)))
+    batch = draw(st.integers(1, 3))
+    chunks = (draw(partitions(batch)), (c // groups,) * groups) + tuple(draw(partitions(v)) for v in n)
+    return dict(nd=nd, x_shape=(batch, c, *n), w_shape=(k_out, c // groups, *kernel), stride=tuple(stride),
+                dilation=tuple(dilation), padding=padding, groups=groups, chunks=chunks,
+                flip=draw(st.booleans()), bias=draw(st.booleans()), seed=draw(st.integers(0, 2**16)))
+
+
+def operands(case, dtype=np.float64):
+    rng = np.random.default_rng(case["seed"])
+    x = rng.standard_normal(case["x_shape"]).astype(dtype)
+    w = rng.standard_normal(case["w_shape"]).astype(dtype)
+    b = rng.standard_normal(case["w_shape"][0]).astype(dtype) if case["bias"] else None
+    return x, w, b
+
+
+def conv_params(case):
+    return dict(stride=case["stride"], padding=case["padding"], dilation=case["dilation"], groups=case["groups"])
+
+
+def in_memory(nd, name, suffix=""):
+    return getattr(convlab, f"{name}{nd}d{suffix}")
+
+
+def on_dask(nd, name, suffix=""):
+    return getattr(cd, f"{name}{nd}d{suffix}")
+
+
+# ----------------------------------------------------------------------------- the plan
+
+@st.composite
+def axis_cases(draw):
+    n = draw(st.integers(1, 40))
+    k, s, d = draw(st.integers(1, 6)), draw(st.integers(1, 4)), draw(st.integers(1, 3))
+    lo, hi = draw(st.integers(0, 6)), draw(st.integers(0, 6))
+    return n, draw(partitions(n, 8)), k, s, d, (lo, hi)
+
+
+@SETTINGS
+@given(axis_cases(), st.booleans())
+def test_plan_assigns_each_window_once_within_its_block(case, ceil_mode):
+    n, chunks, k, s, d, pad = case
+    try:
+        geom = convlab._params.make_geometry((n,), (k,), (s,), (d,), (pad,), ceil_mode=ceil_mode)
+    except ValueError:
+        assume(False)
+    out, span = geom.out_size[0], d * (k - 1) + 1
+    plan = cd.axis_plan(n, chunks, k, s, d, pad, out)
+    assert sum(plan.chunks) == n
+    bounds = set(np.cumsum(plan.chunks).tolist())
+    assert bounds <= set(np.cumsum(chunks).tolist())  # merging keeps the other boundaries
+    if len(plan.chunks) > 1:
+        assert sum(plan.depth) == span - 1 and plan.depth[0] == min(pad[0], span - 1)
+        assert min(plan.chunks) >= max(plan.depth)  # Dask serves a halo from the adjacent chunk only
+    # the windows of the chunks tile 0 .. out-1 in order: none computed twice, none missed
+    flat = [j for j0, j1 in plan.windows for j in range(j0, j1)]
+    assert flat == list(range(out))
+    for i, (j0, j1) in enumerate(plan.windows):
+        start = plan.block_start(i)
+        stop = plan.starts[i] + plan.chunks[i] + (plan.depth[1] if i < len(plan.chunks) - 1 else 0)
+        for j in range(j0, j1):
+            first, last = j * s - pad[0], j * s - pad[0] + span - 1
+            assert max(first, 0) >= start and min(last, n - 1) < stop, (i, j)
+
+
+def test_stride_aligned_chunks_give_chunks_divided_by_the_stride():
+    x = da.zeros((1, 1, 64, 48), chunks=(1, 1, 16, 12))
+    y = cd.conv2d(x, np.ones((1, 1, 3, 3)), stride=(2, 3), padding="same")
+    assert y.chunks[2:] == ((8, 8, 8, 8), (4, 4, 4, 4))
+    p = cd.max_pool2d(x, 2)
+    assert p.chunks[2:] == ((8, 8, 8, 8), (6, 6, 6, 6))
+
+
+# ----------------------------------------------------------------------------- forward
+
+@SETTINGS
+@given(conv_cases())
+def test_conv_equals_in_memory(case):
+    """Bit for bit with the loop oracle (its sums run in one order whatever the extent); to
+    rounding with "direct", whose BLAS products may group the channel sums by the extent."""
+    x, w, b = operands(case)
+    nd, params = case["nd"], conv_params(case)
+    xd = da.from_array(x, chunks=case["chunks"])
+    try:
+        ref = in_memory(nd, "conv")(x, w, b, **params, flip=case["flip"], algorithm="naive")
+    except ValueError:
+        assume(False)
+    y = on_dask(nd, "conv")(xd, w, b, **params, flip=case["flip"], algorithm="naive")
+    assert y.shape == ref.shape
+    got, = compute(y)
+    np.testing.assert_array_equal(got, ref)
+    got, = compute(on_dask(nd, "conv")(xd, w, b, **params, flip=case["flip"], algorithm="direct"))
+    np.testing.assert_allclose(got, ref, *tol(np.float64))
+
+
+CHUNKINGS_2D = [
+    ((2, 2), 6, (9, 1, 13), (5, 5, 5, 4)),     # batch chunks, a 1-cell chunk, uneven chunks
+    ((1, 3), 6, (23,), (19,)),                 # single spatial chunk, batch split unevenly
+    ((4,), 6, (2,) * 11 + (1,), (3,) * 6 + (1,)),  # every chunk shorter than the kernel's reach
+]
+
+
+@pytest.mark.parametrize("algorithm", ["naive", "direct", "im2col", "fft", "auto"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("chunks", CHUNKINGS_2D)
+def test_conv2d_every_algorithm(algorithm, dtype, chunks):
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((4, 6, 23, 19)).astype(dtype)
+    w = rng.standard_normal((6, 2, 3, 4)).astype(dtype)
+    b = rng.standard_normal(6).astype(dtype)
+    params = dict(stride=(2, 3), padding=((2, 1), (0, 3)), dilation=(2, 1), groups=3)
+    ref = convlab.conv2d(x, w, b, **params, algorithm=algorithm)
+    got, = compute(cd.conv2d(da.from_array(x, chunks=chunks), w, b, **params, algorithm=algorithm))
+    if algorithm == "naive":  # same sums in the same order, whatever the extent
+        np.testing.assert_array_equal(got, ref)
+    else:
+        np.testing.assert_allclose(got, ref, *tol(dtype, 2 * 12))
+    assert got.dtype == dtype
+
+
+@pytest.mark.parametrize("padding", ["valid", "same", "full", 2, ((0, 3), (1, 0), (2, 2))])
+def test_conv3d_and_1d(padding):
+    """Depthwise (one channel per group): "direct" multiplies without BLAS sums, bit for bit."""
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((2, 2, 9, 8, 7))
+    w = rng.standard_normal((4, 1, 3, 2, 3))
+    params = dict(stride=(1, 2, 3), padding=padding, dilation=(2, 1, 1), groups=2)
+    ref = convlab.conv3d(x, w, **params, algorithm="direct", flip=True)
+    got, = compute(cd.conv3d(da.from_array(x, chunks=(1, 2, (4, 5), (3, 3, 2), 7)), w, **params,
+                             algorithm="direct", flip=True))
+    np.testing.assert_array_equal(got, ref)
+    pad1 = padding if isinstance(padding, (str, int)) else [padding[0]]
+    x1, w1 = x[:, :, :, 0, 0], w[:, :, :, 0, 0]
+    ref1 = convlab.conv1d(x1, w1, stride=2, padding=pad1, groups=2, algorithm="direct")
+    got1, = compute(cd.conv1d(da.from_array(x1, chunks=(2, 1, (2, 3, 4))), w1, stride=2, padding=pad1,
+                              groups=2, algorithm="direct"))
+    np.testing.assert_array_equal(got1, ref1)
+
+
+def test_conv_against_the_loop_oracle_on_a_large_chunked_image():
+    """Blocks that cut a 7x7 window many times over, checked against the book's loops."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((1, 1, 40, 37))
+    w = rng.standard_normal((1, 1, 7, 7))
+    got, = compute(cd.conv2d(da.from_array(x, chunks=(1, 1, 8, (5, 12, 20))), w, padding="same", stride=2))
+    ref = convlab.conv2d(x, w, padding="same", stride=2, algorithm="naive")
+    np.testing.assert_allclose(got, ref, *tol(np.float64))
+
+
+@pytest.mark.parametrize("nd", [1, 2])
+def test_separable_conv(nd):
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((2, 4) + (21, 18)[:nd])
+    factors = [rng.standard_normal((6, 2, k)) for k in (5, 3)[:nd]]
+    b = rng.standard_normal(6)
+    params = dict(stride=2, padding="same", dilation=(2, 1)[:nd] if nd == 2 else 2)
+    ref = in_memory(nd, "separable_conv")(x, factors, b, **params)
+    chunks = (1, 2, (6, 2, 13), (4, 14))[:2 + nd]
+    got, = compute(on_dask(nd, "separable_conv")(da.from_array(x, chunks=chunks), factors, b, **params))
+    np.testing.assert_array_equal(got, ref)
+    # and the same result as the convolution with the outer-product kernel
+    w = factors[0][..., :, None] * factors[1][..., None, :] if nd == 2 else factors[0]
+    np.testing.assert_allclose(got, in_memory(nd, "conv")(x, w, b, **params, groups=2), *tol(np.float64))
+
+
+@st.composite
+def pool_cases(draw):
+    nd = draw(st.sampled_from([1, 2]))
+    n = draw(st.lists(st.integers(1, 16), min_size=nd, max_size=nd))
+    kernel = draw(st.lists(st.integers(1, 4), min_size=nd, max_size=nd))
+    padding = [(draw(st.integers(0, k // 2)), draw(st.integers(0, k // 2))) for k in kernel]
+    chunks = (draw(partitions(2)), draw(partitions(3))) + tuple(draw(partitions(v)) for v in n)
+    return dict(nd=nd, shape=(2, 3, *n), kernel=tuple(kernel), padding=padding, chunks=chunks,
+                stride=draw(st.one_of(st.none(), st.lists(st.integers(1, 3), min_size=nd, max_size=nd))),
+                dilation=tuple(draw(st.lists(st.integers(1, 2), min_size=nd, max_size=nd))),
+                ceil_mode=draw(st.booleans()), include=draw(st.booleans()),
+                divisor=draw(st.sampled_from([None, 3])), p=draw(st.sampled_from([1.0, 2.0, 3.5, np.inf])),
+                seed=draw(st.integers(0, 2**16)))
+
+
+@SETTINGS
+@given(pool_cases(), st.sampled_from(["max_pool", "avg_pool", "lp_pool"]))
+def test_pools_equal_in_memory_bit_for_bit(case, name):
+    x = np.random.default_rng(case["seed"]).standard_normal(case["shape"])
+    nd = case["nd"]
+    lead, kw = (x,), dict(stride=case["stride"], padding=case["padding"], ceil_mode=case["ceil_mode"])
+    if name == "max_pool":
+        kw["dilation"] = case["dilation"]
+    if name == "avg_pool":
+        kw.update(count_include_pad=case["include"], divisor_override=case["divisor"])
+    if name == "lp_pool":
+        lead = (x, case["p"])
+    try:
+        ref = in_memory(nd, name)(*lead, case["kernel"], **kw)
+    except ValueError:
+        assume(False)
+    y = on_dask(nd, name)(da.from_array(x, chunks=case["chunks"]), *lead[1:], case["kernel"], **kw)
+    got, = compute(y)
+    np.testing.assert_array_equal(got, ref)
+
+
+def test_pool3d():
+    x = np.random.default_rng(5).standard_normal((1, 2, 9, 10, 7))
+    chunks = (1, 1, (4, 5), (3, 7), (2, 5))
+    for name, lead, kw in [("max_pool", (), dict(dilation=(1, 2, 1))), ("avg_pool", (), {}), ("lp_pool", (2.0,), {})]:
+        ref = in_memory(3, name)(x, *lead, 3, 2, 1, ceil_mode=True, **kw)
+        got, = compute(on_dask(3, name)(da.from_array(x, chunks=chunks), *lead, 3, 2, 1, ceil_mode=True, **kw))
+        np.testing.assert_array_equal(got, ref)
+
+
+# ----------------------------------------------------------------------------- backward
+
+@settings(max_examples=25, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(conv_cases(), st.sampled_from([None, 2]))
+def test_conv_backward_equals_in_memory(case, split_every):
+    x, w, b = operands(case)
+    nd, params = case["nd"], conv_params(case)
+    try:
+        y = in_memory(nd, "conv")(x, w, b, **params)
+    except ValueError:
+        assume(False)
+    gy = np.random.default_rng(case["seed"] + 1).standard_normal(y.shape)
+    ref = in_memory(nd, "conv", "_backward")(gy, x, w, b, **params, flip=case["flip"], algorithm="direct")
+    out_chunks = (1, y.shape[1]) + tuple(max(1, v // 2) for v in y.shape[2:])
+    got = compute(*(a for a in on_dask(nd, "conv", "_backward")(
+        da.from_array(gy, chunks=out_chunks), da.from_array(x, chunks=case["chunks"]), w, b, **params,
+        flip=case["flip"], algorithm="direct", split_every=split_every) if a is not None))
+    assert len(got) == (3 if case["bias"] else 2)
+    for g, r in zip(got, ref):
+        assert g.shape == r.shape
+        np.testing.assert_allclose(g, r, *tol(np.float64))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_conv_backward_chunkings_and_gradcheck(dtype):
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((3, 4, 13, 11)).astype(dtype)
+    w = rng.standard_normal((2, 2, 3, 5)).astype(dtype)
+    b = rng.standard_normal(2).astype(dtype)
+    params = dict(stride=(2, 1), padding="same", dilation=(1, 2), groups=2)
+    gy = rng.standard_normal(convlab.conv2d(x, w, b, **params).shape).astype(dtype)
+    ref = convlab.conv2d_backward(gy, x, w, b, **params)
+    for chunks in [(1, 2, (1, 5, 7), (2, 9)), (3, 4, 13, 11), (2, 4, (4, 4, 5), (3, 3, 3, 2))]:
+        xd = da.from_array(x, chunks=chunks)
+        got = compute(*cd.conv2d_backward(da.from_array(gy, chunks=(1, 1, 3, 4)), xd, w, b, **params))
+        for g, r in zip(got, ref):
+            assert g.dtype == dtype
+            np.testing.assert_allclose(g, r, *tol(dtype, 2 * 15 * 7))
+        gx = cd.conv2d_backward(da.from_array(gy), xd, w, b, **params)[0]
+        assert gx.chunks[:2] == xd.chunks[:2]  # chunked like x; spatial chunks merged at most
+        for merged, given_ in zip(gx.chunks[2:], xd.chunks[2:]):
+            assert set(np.cumsum(merged)) <= set(np.cumsum(given_))
+
+
+
+def test_conv_backward_gradcheck():
+    """The Dask backward against finite differences of the forward, with chunks that cut windows
+    (the in-memory forward, which the tests above show equal to the Dask one, runs the differences fast)."""
+    rng = np.random.default_rng(7)
+    x, w, b = rng.standard_normal((2, 2, 6, 5)), rng.standard_normal((2, 1, 3, 2)), rng.standard_normal(2)
+    params = dict(stride=(2, 1), padding=((1, 2), (0, 1)), dilation=(1, 2), groups=2)
+
+    def forward(x, w, b):
+        return convlab.conv2d(x, w, b, **params)
+
+    def backward(gy, x, w, b):
+        return compute(*cd.conv2d_backward(da.from_array(gy, chunks=(2, 1, 2, 2)),
+                                           da.from_array(x, chunks=(2, 1, (3, 3), (1, 4))), w, b, **params))
+
+    convlab.gradcheck(forward, backward, [x, w, b])
+
+
+# ----------------------------------------------------------------------------- bad input
+
+def test_bad_input():
+    x = da.zeros((2, 4, 16, 16), chunks=(1, 2, 8, 8))
+    w = np.ones((4, 2, 3, 3))
+    with pytest.raises(TypeError, match="x must be a dask.array.Array"):
+        cd.conv2d(np.zeros((2, 4, 16, 16)), w)
+    with pytest.raises(TypeError, match="w must be a NumPy or CuPy array"):
+        cd.conv2d(x, da.from_array(w), groups=2)
+    with pytest.raises(ValueError, match=r"channel chunks \(2, 2\) split a group of C/groups=4"):
+        cd.conv2d(x, np.ones((4, 4, 3, 3)))
+    with pytest.raises(ValueError, match="split a group"):
+        cd.conv2d(da.zeros((1, 6, 8, 8), chunks=(1, 3, 8, 8)), np.ones((3, 2, 3, 3)), groups=3)
+    with pytest.raises(ValueError, match="4 dims"):
+        cd.conv2d(x[0], w, groups=2)
+    with pytest.raises(ValueError, match="unknown algorithm"):
+        cd.conv2d(x, w, groups=2, algorithm="magic")
+    with pytest.raises(ValueError, match="inograd"):
+        cd.conv2d(x, np.ones((4, 2, 5, 5)), groups=2, algorithm="winograd")
+    with pytest.raises(TypeError, match="flip"):
+        cd.conv2d(x, w, groups=2, flip=1)
+    with pytest.raises(TypeError, match="float32 or float64"):
+        cd.conv2d(x.astype(int), w.astype(int), groups=2)
+    with pytest.raises(ValueError, match="kernel larger"):
+        cd.conv2d(x, np.ones((4, 2, 17, 3)), groups=2)
+    with pytest.raises(ValueError, match="unknown chunk sizes"):
+        cd.max_pool2d(x[x[:, 0, 0, 0] > 0], 2)
+    with pytest.raises(ValueError, match="at most half"):
+        cd.avg_pool2d(x, 2, padding=2)
+    with pytest.raises(ValueError, match="p must be > 0"):
+        cd.lp_pool2d(x, -1, 2)
+    with pytest.raises(ValueError, match="grad_y must have shape"):
+        cd.conv2d_backward(da.zeros((2, 4, 3, 3)), x, w, groups=2)
+    with pytest.raises(TypeError, match="grad_y must be a dask.array.Array"):
+        cd.conv2d_backward(np.zeros((2, 4, 14, 14)), x, w, groups=2)
+    with pytest.raises(TypeError, match="factors must be a list"):
+        cd.separable_conv2d(x, np.ones((2, 4, 3)))

@@ -1,0 +1,87 @@
+"""convlab.dask on dask.distributed (a LocalCluster of 2 worker processes on the loopback
+address) and the memory it takes: no process ever holds the whole image."""
+import tracemalloc
+
+import numpy as np
+import pytest
+
+import convlab
+
+da = pytest.importorskip("dask.array", reason="Dask is not installed (pip install 'convlab[dask]')")
+distributed = pytest.importorskip("distributed", reason="dask.distributed is not installed "
+                                                        "(pip install 'convlab[dask]')")
+import dask  # noqa: E402
+
+cd = pytest.importorskip("convlab.dask")
+
+from oracles import tol  # noqa: E402
+
+IMAGE = (1, 1, 2048, 2048)  # float32: 16 MiB
+CHUNK = 256                 # 256 KiB per chunk
+
+
+@pytest.fixture(scope="module")
+def client():
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                  dashboard_address=None, memory_limit="1GiB") as cluster, \
+            distributed.Client(cluster) as c:
+        yield c
+
+
+def blurred_sum(shape=IMAGE):
+    """The sum of a 5x5 box blur of U(0, 1) noise made chunk by chunk where the graph runs."""
+    x = da.random.default_rng(0).random(shape, dtype=np.float32, chunks=(1, 1, CHUNK, CHUNK))
+    return cd.conv2d(x, np.ones((1, 1, 5, 5), np.float32) / 25, padding="same").sum(dtype=np.float64)
+
+
+WARM_UP = (1, 1, 2 * CHUNK, 2 * CHUNK)  # the same code paths first: imports are not the image
+
+
+def test_results_on_the_cluster_equal_in_memory(client):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3, 4, 37, 29))
+    w, b = rng.standard_normal((6, 2, 5, 3)), rng.standard_normal(6)
+    xd = da.from_array(x, chunks=(2, 2, (10, 3, 24), 10))
+    params = dict(stride=(2, 3), padding="same", dilation=(1, 2), groups=2)
+    y, p = client.compute([cd.conv2d(xd, w, b, **params), cd.max_pool2d(xd, 3, 2, 1, ceil_mode=True)], sync=True)
+    np.testing.assert_allclose(y, convlab.conv2d(x, w, b, **params), *tol(np.float64))
+    np.testing.assert_array_equal(p, convlab.max_pool2d(x, 3, 2, 1, ceil_mode=True))
+    gy = rng.standard_normal(y.shape)
+    got = client.compute(list(cd.conv2d_backward(da.from_array(gy, chunks=5), xd, w, b, **params)), sync=True)
+    for g, r in zip(got, convlab.conv2d_backward(gy, x, w, b, **params)):
+        np.testing.assert_allclose(g, r, *tol(np.float64))
+
+
+def _peak_bytes():
+    return tracemalloc.get_traced_memory()[1]
+
+
+def test_no_worker_holds_the_image(client):
+    """Peak NumPy memory per worker while a 2048x2048 image made on the workers is convolved
+    and reduced stays below the image's 16 MiB. (It is a fair share of it: Dask's order for
+    overlap graphs keeps many chunks alive at once, ``x.map_overlap(f)`` itself as much; see docs/dask.md.)"""
+    image_bytes = np.prod(IMAGE) * 4
+    client.compute(blurred_sum(WARM_UP), sync=True)
+    client.run(tracemalloc.start)
+    try:
+        total = client.compute(blurred_sum(), sync=True)
+        peaks = client.run(_peak_bytes)
+    finally:
+        client.run(tracemalloc.stop)
+    assert abs(total / np.prod(IMAGE) - 0.5) < 0.01  # the blur of U(0, 1) noise averages 1/2 (but at the edges)
+    print("peak per worker (MiB):", {k: round(v / 2**20, 2) for k, v in peaks.items()})
+    assert len(peaks) == 2 and all(0 < peak < image_bytes for peak in peaks.values()), peaks
+
+
+def test_threaded_scheduler_memory():
+    """The same on Dask's threaded scheduler, in this process."""
+    image_bytes = np.prod(IMAGE) * 4
+    blurred_sum(WARM_UP).compute(scheduler="threads", num_workers=2)
+    tracemalloc.start()
+    try:
+        blurred_sum().compute(scheduler="threads", num_workers=2)
+        peak = _peak_bytes()
+    finally:
+        tracemalloc.stop()
+    print(f"peak (MiB): {peak / 2**20:.2f}")
+    assert peak < image_bytes, peak
