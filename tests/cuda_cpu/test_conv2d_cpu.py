@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 import pytest
-from cuda_cpu_harness import DTYPES, NO_SPLIT, SPLIT, assert_close
+from cuda_cpu_harness import DTYPES, NO_SPLIT, SPLIT, TILE_LOOP, assert_close
 
 from convlab._params import conv_args
 from convlab.reference import direct
@@ -115,3 +115,16 @@ def test_split_sums_are_reproducible(cuda_cpu):
     assert any(nbytes > 0 for _, nbytes in first.values()), "this case is meant to split"
     for op in first:
         np.testing.assert_array_equal(first[op][0], again[op][0], err_msg=op)
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+def test_tiles_past_the_grid_y_limit_are_looped_over(cuda_cpu, dtype):
+    """A device whose grid y holds 2 blocks: grad_input with 200 channels (4 tiles of 64 rows in
+    float64, 2 of 128 in float32) and forward with 300 output channels must still cover every row."""
+    case = ("many_channels", (1, 200, 3, 4), (300, 200, 1, 1), 1, 0, 1, 1)
+    x, w, gy, args = data(case, dtype, seed=5)
+    got = run_all(cuda_cpu, 2, dtype, x, w, gy, args, TILE_LOOP)
+    want = {"forward": direct.forward(x, w, args), "grad_input": direct.grad_input(gy, w, args),
+            "grad_weight": direct.grad_weight(gy, x, args)}
+    for op, r in zip(want, reductions(args)):
+        assert_close(got[op][0], want[op], r, op)
+    assert all(("grid=(" not in line) or int(line.split("grid=(")[1].split(",")[1]) <= 2
+               for line in cuda_cpu.log())
