@@ -1,9 +1,9 @@
 """Build csrc/ for the CPU: the kernels' launch syntax rewritten, compiled by a C++ compiler
 against tests/cuda_cpu/include/cuda_runtime.h, linked with bindings.cpp into a ``_C`` module.
 
-    python tests/cuda_cpu/cuda_cpu_build.py [plain|sanitize] [--src DIR]
+    python tests/cuda_cpu/cuda_cpu_build.py [plain|sanitize|tsan-driver] [--src DIR]
 
-prints the path of the built module. Objects are cached under build/cuda_cpu/ by the hash of
+prints the path of the built module (or of the ThreadSanitizer driver of conv2d). Objects are cached under build/cuda_cpu/ by the hash of
 their sources, headers and flags, so a rebuild after a change compiles only what changed.
 """
 from __future__ import annotations
@@ -83,8 +83,9 @@ def _run(cmd):
         raise RuntimeError(f"{' '.join(cmd)}\n{r.stdout}{r.stderr}")
 
 
-def _stage(src: Path, dest: Path):
-    """Copy csrc/ (from ``src``) into ``dest`` with launches rewritten; returns the translation units."""
+def _stage(src: Path, dest: Path, extra=()):
+    """Copy csrc/ (from ``src``) and the runtime's sources into ``dest`` with launches rewritten;
+    returns the translation units."""
     dest.mkdir(parents=True, exist_ok=True)
     units = []
     for f in sorted(src.iterdir()):
@@ -96,22 +97,23 @@ def _stage(src: Path, dest: Path):
         (dest / f.name).write_text(text)
         if f.suffix in (".cu", ".cpp"):
             units.append(dest / f.name)
-    runtime = dest / "cuda_cpu_runtime.cpp"
-    runtime.write_text(f'#line 1 "tests/cuda_cpu/cuda_cpu_runtime.cpp"\n' +
-                       rewrite_launches((HERE / "cuda_cpu_runtime.cpp").read_text()))
-    return units + [runtime]
+    for f in ("cuda_cpu_runtime.cpp",) + tuple(extra):
+        (dest / f).write_text(f'#line 1 "tests/cuda_cpu/{f}"\n' + rewrite_launches((HERE / f).read_text()))
+        units.append(dest / f)
+    return units
 
 
-def build(flavor: str = "plain", src: Path | str = CSRC, jobs: int | None = None) -> Path:
-    """The path of ``_C`` built from ``src`` (default csrc/) with ``flavor``'s flags."""
+def _compile(flavor, src, keep, extra=(), jobs=None):
+    """Objects of the translation units whose names ``keep`` accepts, compiled with ``flavor``'s flags
+    (each cached by the hash of its source, every header, the flags and the compiler)."""
     cxx = compiler()
     includes = [f"-I{INCLUDE}", f"-I{pybind11_include()}", f"-I{sysconfig.get_paths()['include']}"]
     flags = COMMON + FLAVORS[flavor]
     version = subprocess.run([cxx, "--version"], capture_output=True, text=True).stdout
-    CACHE.mkdir(parents=True, exist_ok=True)
+    (CACHE / "obj").mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=CACHE) as tmp:
         stage = Path(tmp)
-        units = _stage(Path(src), stage)
+        units = [u for u in _stage(Path(src), stage, extra) if keep(u.name)]
         headers = b"".join(p.read_bytes() for p in sorted(INCLUDE.iterdir()))
         headers += b"".join(p.read_bytes() for p in sorted(stage.iterdir()) if p.suffix in (".cuh", ".h"))
         objects, todo = [], []
@@ -120,7 +122,6 @@ def build(flavor: str = "plain", src: Path | str = CSRC, jobs: int | None = None
             objects.append(obj)
             if not obj.exists():
                 todo.append((unit, obj))
-        (CACHE / "obj").mkdir(exist_ok=True)
 
         def compile_one(item):
             unit, obj = item
@@ -130,22 +131,39 @@ def build(flavor: str = "plain", src: Path | str = CSRC, jobs: int | None = None
 
         with concurrent.futures.ThreadPoolExecutor(jobs or os.cpu_count() or 1) as pool:
             list(pool.map(compile_one, todo))
-    out_dir = CACHE / f"{flavor}-{_digest(*(o.name for o in objects))}"
-    module = out_dir / ("_C" + sysconfig.get_config_var("EXT_SUFFIX"))
-    if not module.exists():
+    return cxx, flags, objects
+
+
+def _link(cxx, flags, objects, name, kind):
+    out_dir = CACHE / _digest(*(o.name for o in objects), kind)
+    target = out_dir / name
+    if not target.exists():
         out_dir.mkdir(parents=True, exist_ok=True)
-        part = module.with_suffix(f".{os.getpid()}.tmp")
-        _run([cxx, "-shared", *flags, *map(str, objects), "-o", str(part)])
-        os.replace(part, module)
-    return module
+        part = target.with_suffix(f".{os.getpid()}.tmp")
+        _run([cxx, *(["-shared"] if kind == "module" else []), *flags, *map(str, objects), "-o", str(part)])
+        os.replace(part, target)
+    return target
+
+
+def build(flavor: str = "plain", src: Path | str = CSRC, jobs: int | None = None) -> Path:
+    """The path of ``_C`` built from ``src`` (default csrc/) with ``flavor``'s flags."""
+    cxx, flags, objects = _compile(flavor, src, lambda name: True, jobs=jobs)
+    return _link(cxx, flags, objects, "_C" + sysconfig.get_config_var("EXT_SUFFIX"), "module")
+
+
+def build_tsan_driver(src: Path | str = CSRC) -> Path:
+    """tsan_conv2d.cpp linked with conv2d.cu, all under ThreadSanitizer: an executable."""
+    keep = {"conv2d.cu", "cuda_cpu_runtime.cpp", "tsan_conv2d.cpp"}.__contains__
+    cxx, flags, objects = _compile("thread", src, keep, extra=("tsan_conv2d.cpp",))
+    return _link(cxx, flags, objects, "tsan_conv2d", "executable")
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("flavor", nargs="?", default="plain", choices=sorted(FLAVORS))
+    ap.add_argument("flavor", nargs="?", default="plain", choices=["plain", "sanitize", "tsan-driver"])
     ap.add_argument("--src", default=str(CSRC), help="the csrc/ folder to build (default: the project's)")
     a = ap.parse_args(argv)
-    print(build(a.flavor, a.src))
+    print(build_tsan_driver(a.src) if a.flavor == "tsan-driver" else build(a.flavor, a.src))
 
 
 if __name__ == "__main__":
