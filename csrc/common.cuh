@@ -32,17 +32,22 @@ inline cudaStream_t begin(const Launch& at) {
   return reinterpret_cast<cudaStream_t>(at.stream);
 }
 
-inline int sm_count(int device) {
+// A device attribute, asked once per device (launch planning runs on every call).
+inline int device_attribute(int device, cudaDeviceAttr attr) {
   static std::mutex lock;
-  static std::unordered_map<int, int> cache;
+  static std::unordered_map<long long, int> cache;
   std::lock_guard<std::mutex> guard(lock);
-  auto it = cache.find(device);
+  const long long key = (long long)device << 32 | (unsigned)attr;
+  auto it = cache.find(key);
   if (it != cache.end()) return it->second;
   int n = 0;
-  check_cuda(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, device), "cudaDeviceGetAttribute");
-  cache[device] = n;
+  check_cuda(cudaDeviceGetAttribute(&n, attr, device), "cudaDeviceGetAttribute");
+  cache[key] = n;
   return n;
 }
+
+inline int sm_count(int device) { return device_attribute(device, cudaDevAttrMultiProcessorCount); }
+inline int max_grid_y(int device) { return device_attribute(device, cudaDevAttrMaxGridDimY); }
 
 inline void require(bool ok, const std::string& msg) {
   if (!ok) throw std::invalid_argument(msg);
@@ -87,6 +92,7 @@ inline unsigned grid_for(long long n, int threads) {
     if (const int i = (int)i##_; true)
 
 __host__ __device__ inline int ceil_div(int a, int b) { return (a + b - 1) / b; }
+inline long long ceil_div(long long a, long long b) { return (a + b - 1) / b; }
 
 // Floor and ceiling of a / b for b > 0 and any sign of a (C++ division truncates).
 __device__ inline int floor_div(int a, int b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }

@@ -24,6 +24,7 @@
 //       while the current one is multiplied. When the tiles alone cannot fill the GPU, R is
 //       split over blocks (split-K) into a workspace whose parts a second kernel adds in a
 //       fixed order, so results never depend on scheduling. No atomics, no TF32 (plain FMA).
+//       Row tiles beyond the grid's y limit (65535) are looped over by the blocks of each row.
 //
 // Dispatch (version 0): v2, except v1 for forward and grad_input when M < 16 (e.g. single-
 // channel filters), where a v2 tile would be mostly idle rows and one thread per output wins.
@@ -369,9 +370,9 @@ __device__ inline void load4(const double* p, double* r) {
   r[0] = u.x, r[1] = u.y, r[2] = v.x, r[3] = v.y;
 }
 
-// grid (N tiles, M tiles, groups * splits); blocks of split `sp` reduce over
-// [sp*chunk, min(R, (sp+1)*chunk)) and, when split, write their partial C to out = workspace
-// laid out as [splits][groups][M][N].
+// grid (N tiles, up to max_grid_y M tiles, groups * splits): a block computes M tiles blockIdx.y,
+// blockIdx.y + gridDim.y, ...; blocks of split `sp` reduce over [sp*chunk, min(R, (sp+1)*chunk))
+// and, when split, write their partial C to out = workspace laid out as [splits][groups][M][N].
 template <typename T, int BM, int BN, class Op>
 __global__ void __launch_bounds__(THREADS, BM * BN * sizeof(T) >= 128 * 128 * 4 ? 2 : 1) implicit_gemm_v2(Conv2dShape s, const T* __restrict__ a_src,
                                                             const T* __restrict__ b_src, T* __restrict__ out,
@@ -381,67 +382,71 @@ __global__ void __launch_bounds__(THREADS, BM * BN * sizeof(T) >= 128 * 128 * 4 
   __shared__ __align__(16) T Bs[2][BK][BN + PAD];
 
   const Gemm gm = Op::gemm(s);
-  const int n0 = blockIdx.x * BN, m0 = blockIdx.y * BM;
+  const int n0 = blockIdx.x * BN;
   const int g = blockIdx.z / splits, sp = blockIdx.z - g * splits;
-  const int k_begin = sp * chunk, k_end = min(gm.R, k_begin + chunk);
+  const int k_begin = sp * chunk, k_end = (int)min((long long)gm.R, (long long)k_begin + chunk);
   const int tx = threadIdx.x & 15, ty = threadIdx.x >> 4;
 
-  typename Op::template A<T, BM> la(s, a_src, g, m0, gm.M);
-  typename Op::template B<T, BN> lb(s, b_src, g, n0, gm.N);
-  T acc[TM][TN];
+  // No barrier between tiles: after the last slice's barrier no thread reads shared memory.
+  for (int mt = blockIdx.y; mt < ceil_div(gm.M, BM); mt += gridDim.y) {
+    const int m0 = mt * BM;
+    typename Op::template A<T, BM> la(s, a_src, g, m0, gm.M);
+    typename Op::template B<T, BN> lb(s, b_src, g, n0, gm.N);
+    T acc[TM][TN];
 #pragma unroll
-  for (int i = 0; i < TM; ++i)
+    for (int i = 0; i < TM; ++i)
 #pragma unroll
-    for (int j = 0; j < TN; ++j) acc[i][j] = T(0);
+      for (int j = 0; j < TN; ++j) acc[i][j] = T(0);
 
-  la.fetch(k_begin, k_end);
-  lb.fetch(k_begin, k_end);
-  la.stash(&As[0][0][0]);
-  lb.stash(&Bs[0][0][0]);
-  __syncthreads();
-
-  int cur = 0;
-  for (int k0 = k_begin; k0 < k_end; k0 += BK) {
-    const bool more = k0 + BK < k_end;
-    if (more) {  // the next slice travels in registers while this one is multiplied
-      la.fetch(k0 + BK, k_end);
-      lb.fetch(k0 + BK, k_end);
-    }
-#pragma unroll
-    for (int kk = 0; kk < BK; ++kk) {
-      T a[TM], b[TN];
-#pragma unroll
-      for (int h = 0; h < TM / 4; ++h) load4(&As[cur][kk][h * 64 + ty * 4], a + 4 * h);
-#pragma unroll
-      for (int h = 0; h < TN / 4; ++h) load4(&Bs[cur][kk][h * 64 + tx * 4], b + 4 * h);
-#pragma unroll
-      for (int i = 0; i < TM; ++i)
-#pragma unroll
-        for (int j = 0; j < TN; ++j) acc[i][j] += a[i] * b[j];
-    }
-    if (more) {  // the other buffer was last read before the previous barrier
-      la.stash(&As[cur ^ 1][0][0]);
-      lb.stash(&Bs[cur ^ 1][0][0]);
-    }
+    la.fetch(k_begin, k_end);
+    lb.fetch(k_begin, k_end);
+    la.stash(&As[0][0][0]);
+    lb.stash(&Bs[0][0][0]);
     __syncthreads();
-    cur ^= 1;
-  }
 
-  // Thread (ty, tx) owns rows h*64 + ty*4 + i and columns h*64 + tx*4 + j of the tile.
-  int col[TN];
+    int cur = 0;
+    for (int k0 = k_begin; k0 < k_end; k0 += BK) {
+      const bool more = k0 + BK < k_end;
+      if (more) {  // the next slice travels in registers while this one is multiplied
+        la.fetch(k0 + BK, k_end);
+        lb.fetch(k0 + BK, k_end);
+      }
 #pragma unroll
-  for (int j = 0; j < TN; ++j) {
-    const int n = n0 + (j / 4) * 64 + tx * 4 + (j % 4);
-    col[j] = n < gm.N ? (splits == 1 ? Op::col(s, n) : n) : -1;
-  }
+      for (int kk = 0; kk < BK; ++kk) {
+        T a[TM], b[TN];
 #pragma unroll
-  for (int i = 0; i < TM; ++i) {
-    const int m = m0 + (i / 4) * 64 + ty * 4 + (i % 4);
-    if (m >= gm.M) continue;
-    T* dst = splits == 1 ? out + Op::row(s, g, m) : out + ((size_t)(sp * s.groups + g) * gm.M + m) * gm.N;
+        for (int h = 0; h < TM / 4; ++h) load4(&As[cur][kk][h * 64 + ty * 4], a + 4 * h);
 #pragma unroll
-    for (int j = 0; j < TN; ++j)
-      if (col[j] >= 0) dst[col[j]] = acc[i][j];
+        for (int h = 0; h < TN / 4; ++h) load4(&Bs[cur][kk][h * 64 + tx * 4], b + 4 * h);
+#pragma unroll
+        for (int i = 0; i < TM; ++i)
+#pragma unroll
+          for (int j = 0; j < TN; ++j) acc[i][j] += a[i] * b[j];
+      }
+      if (more) {  // the other buffer was last read before the previous barrier
+        la.stash(&As[cur ^ 1][0][0]);
+        lb.stash(&Bs[cur ^ 1][0][0]);
+      }
+      __syncthreads();
+      cur ^= 1;
+    }
+
+    // Thread (ty, tx) owns rows h*64 + ty*4 + i and columns h*64 + tx*4 + j of the tile.
+    int col[TN];
+#pragma unroll
+    for (int j = 0; j < TN; ++j) {
+      const int n = n0 + (j / 4) * 64 + tx * 4 + (j % 4);
+      col[j] = n < gm.N ? (splits == 1 ? Op::col(s, n) : n) : -1;
+    }
+#pragma unroll
+    for (int i = 0; i < TM; ++i) {
+      const int m = m0 + (i / 4) * 64 + ty * 4 + (i % 4);
+      if (m >= gm.M) continue;
+      T* dst = splits == 1 ? out + Op::row(s, g, m) : out + ((size_t)(sp * s.groups + g) * gm.M + m) * gm.N;
+#pragma unroll
+      for (int j = 0; j < TN; ++j)
+        if (col[j] >= 0) dst[col[j]] = acc[i][j];
+    }
   }
 }
 
@@ -461,25 +466,28 @@ __global__ void split_sum_v2(Conv2dShape s, const T* __restrict__ ws, T* __restr
 // ============================================================================ launchers
 
 struct Plan {
-  int bm, bn, splits, chunk;
+  int bm, bn, splits, chunk, grid_y;
   std::size_t workspace;
 };
 
 // Tile shape and split count for v2: enough blocks for two per multiprocessor, each split
-// keeping at least 16 slices of the reduction.
+// keeping at least 16 slices of the reduction. Planned in 64 bits: R + chunk may pass 2**31.
 template <typename T>
-Plan plan_v2(const Gemm& gm, int groups, int sms) {
+Plan plan_v2(const Gemm& gm, int groups, int sms, int grid_y_max) {
   Plan p;
   p.bm = sizeof(T) == 8 || gm.M <= 64 ? 64 : 128;
   p.bn = sizeof(T) == 8 ? 64 : 128;
-  const long long tiles = (long long)ceil_div(gm.M, p.bm) * ceil_div(gm.N, p.bn) * groups;
+  const long long R = gm.R, m_tiles = ceil_div((long long)gm.M, (long long)p.bm);
+  const long long tiles = m_tiles * ceil_div((long long)gm.N, (long long)p.bn) * groups;
   const long long want = 2LL * sms;
   long long splits = 1;
   if (tiles < want)  // grid.z = groups * splits must stay within 65535
-    splits = std::min<long long>({(want + tiles - 1) / tiles, std::max(1, gm.R / (16 * BK)), 256, 65535 / groups});
+    splits = std::min<long long>({(want + tiles - 1) / tiles, R / (16 * BK), 256, 65535 / groups});
   splits = std::max(1LL, splits);
-  p.chunk = ceil_div(ceil_div(gm.R, (int)splits), BK) * BK;
-  p.splits = ceil_div(gm.R, p.chunk);
+  const long long chunk = ceil_div(ceil_div(R, splits), (long long)BK) * BK;
+  p.chunk = (int)chunk;
+  p.splits = (int)ceil_div(R, chunk);
+  p.grid_y = (int)std::min<long long>(m_tiles, grid_y_max);
   p.workspace = p.splits > 1 ? sizeof(T) * (std::size_t)p.splits * groups * gm.M * gm.N : 0;
   return p;
 }
@@ -487,7 +495,7 @@ Plan plan_v2(const Gemm& gm, int groups, int sms) {
 template <typename T, int BM, int BN, class Op>
 void launch_v2(const Conv2dShape& s, const Plan& p, const T* a, const T* b, T* out, T* ws, cudaStream_t st) {
   const Gemm gm = Op::gemm(s);
-  const dim3 grid(ceil_div(gm.N, BN), ceil_div(gm.M, BM), s.groups * p.splits);
+  const dim3 grid(ceil_div(gm.N, BN), p.grid_y, s.groups * p.splits);
   implicit_gemm_v2<T, BM, BN, Op><<<grid, THREADS, 0, st>>>(s, a, b, p.splits > 1 ? ws : out, p.splits, p.chunk);
   check_launch("implicit_gemm_v2");
   if (p.splits > 1) {
@@ -506,7 +514,7 @@ void run(int version, const Conv2dShape& s, const T* in0, const T* in1, T* out, 
     check_launch("conv2d v1");
     return;
   }
-  const Plan p = plan_v2<T>(Op::gemm(s), s.groups, sm_count(at.device));
+  const Plan p = plan_v2<T>(Op::gemm(s), s.groups, sm_count(at.device), max_grid_y(at.device));
   require(ws_bytes >= p.workspace, "conv2d: workspace of " + std::to_string(ws_bytes) + " bytes, " +
                                        std::to_string(p.workspace) + " needed (ask conv2d_workspace)");
   const T* a = Op::a_is_in0 ? in0 : in1;
@@ -529,6 +537,11 @@ void validate(const Conv2dShape& s) {
   require_int32((long long)s.n * s.c * s.h * s.w, "x");
   require_int32((long long)s.n * s.k * s.oh * s.ow, "y");
   require_int32((long long)s.k * (s.c / s.groups) * s.kh * s.kw, "w");
+  // v2 computes indices up to a tile (128) past M and N and a slice (8) past R.
+  const long long gemm_sizes[] = {(long long)s.n * s.oh * s.ow, (long long)s.n * s.h * s.w,
+                                  (long long)(s.c / s.groups) * s.kh * s.kw, (long long)(s.k / s.groups) * s.kh * s.kw,
+                                  (long long)s.c, (long long)s.k};
+  for (long long v : gemm_sizes) require_int32(v + 128, "a GEMM size of the v2 kernel (plus a tile)");
   // Every tap coordinate of the kernels must stay within int range too.
   require_int32((long long)(s.oh + s.ph) * s.sh + (long long)s.kh * s.dh + s.h, "the padded height");
   require_int32((long long)(s.ow + s.pw) * s.sw + (long long)s.kw * s.dw + s.w, "the padded width");
@@ -565,7 +578,7 @@ std::size_t conv2d_workspace(const std::string& op, int version, const std::stri
   dispatch_op(op, [&](auto o) {
     using Op = decltype(o);
     if (choose<Op>(version, s) == 1) return;
-    dispatch_dtype(dtype, [&](auto z) { bytes = plan_v2<decltype(z)>(Op::gemm(s), s.groups, sm_count(device)).workspace; });
+    dispatch_dtype(dtype, [&](auto z) { bytes = plan_v2<decltype(z)>(Op::gemm(s), s.groups, sm_count(device), max_grid_y(device)).workspace; });
   });
   return bytes;
 }

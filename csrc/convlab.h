@@ -46,7 +46,7 @@ void conv2d(const std::string& op, int version, const std::string& dtype, const 
             const Conv2dShape& s);
 
 // pool2d.cu. Forward: y (planes, oh, ow) from x (planes, h, w); for max, `indices` (int64,
-// flat h*w index of each maximum, or 0 for none). Backward (a gather, no atomics): grad_x from
+// flat h*w index of each maximum, or -1 for a window without input cells). Backward (a gather, no atomics): grad_x from
 // grad_y plus what the mode needs: max reads `indices`, lp reads x and y.
 int pool2d_versions();
 void pool2d_forward(const PoolOptions& opt, int version, const std::string& dtype, const Launch& at,

@@ -203,7 +203,7 @@ void validate(const Window2dShape& s) {
     require(v >= 1, "pool2d: sizes, strides and dilations must be >= 1");
   require(s.ph >= 0 && s.pw >= 0 && s.ph_hi >= 0 && s.pw_hi >= 0, "pool2d: padding must be >= 0");
   require_int32((long long)s.planes * s.h * s.w, "x");
-  require_int32((long long)s.planes * s.oh * s.ow * s.kh * s.kw, "the windows");
+  require_int32((long long)s.planes * s.oh * s.ow, "y");
   require_int32((long long)(s.oh + s.ph) * s.sh + (long long)s.kh * s.dh + s.h, "the padded height");
   require_int32((long long)(s.ow + s.pw) * s.sw + (long long)s.kw * s.dw + s.w, "the padded width");
 }

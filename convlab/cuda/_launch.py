@@ -26,6 +26,16 @@ def version_arg(version) -> int:
     return version
 
 
+def same_device(first, first_name: str, **others):
+    """ValueError naming any operand in ``others`` (None skipped) that is not on ``first``'s
+    device: a kernel would read it through a pointer of the wrong device."""
+    device = first.device.id
+    for name, a in others.items():
+        if a is not None and a.device.id != device:
+            raise ValueError(f"{name} is on device {a.device.id} but {first_name} is on device {device}; "
+                             "move every operand to one device first")
+
+
 @dataclasses.dataclass(frozen=True)
 class Launch:
     xp: object

@@ -9,7 +9,7 @@ kernel: :func:`unavailable` says so and ``"auto"`` runs the reference on the GPU
 from __future__ import annotations
 
 from .._backend import kernels, kernels_unavailable
-from ._launch import geometry_2d, on_device, ptr, version_arg
+from ._launch import geometry_2d, on_device, ptr, same_device, version_arg
 
 DEVICE = "gpu"  # takes CuPy arrays only
 
@@ -27,10 +27,16 @@ def _shape(args) -> tuple:
             + (g.pad[0][0], g.pad[1][0]) + g.dilation + (args.groups,))
 
 
+# What in0 and in1 of each op are, for error messages.
+_OPERANDS = {"forward": ("x", "w"), "grad_input": ("grad_y", "w"), "grad_weight": ("grad_y", "x")}
+
+
 def _run(op, out_shape, in0, in1, args, version):
     reason = unavailable(args, in0)
     if reason is not None:
         raise ValueError(f"algorithm='cuda' cannot run this convolution: {reason}")
+    first, second = _OPERANDS[op]
+    same_device(in0, first, **{second: in1})
     module = kernels()
     with on_device(in0) as at:
         xp = at.xp

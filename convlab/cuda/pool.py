@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 
 from .._params import check_shape, lp_norm
-from ._launch import on_device, ptr, require_kernels, version_arg, window_shape
+from ._launch import on_device, ptr, require_kernels, same_device, version_arg, window_shape
 
 
 def _check(x, geom, what):
@@ -51,6 +51,9 @@ def _backward(mode, grad_y, x, geom, version, y=None, indices=None, count_includ
     check_shape(grad_y, out_shape, "grad_y", " (the forward output's shape)")
     if grad_y.dtype != x.dtype:
         raise TypeError(f"grad_y has dtype {grad_y.dtype} but x has dtype {x.dtype}")
+    if y is not None and y.dtype != x.dtype:
+        raise TypeError(f"y has dtype {y.dtype} but x has dtype {x.dtype}")
+    same_device(x, "x", grad_y=grad_y, y=y, indices=indices)
     with on_device(x) as at:
         xp = at.xp
         gx = xp.empty(x.shape, dtype=x.dtype)
