@@ -93,12 +93,12 @@ def measure(dtype, repeat, log):
         x_shape, w_shape, stride = entry[:3]
         args = _grid_args(entry)
         times = {}
-        for name in conv_module.CANDIDATES:
-            if conv_module._unsupported(name, args):
+        for name in _cost.FEATURES:
+            if conv_module.ALGORITHMS[name].supports(args):
                 continue
             x, w = _operands(x_shape, w_shape, dtype, rng, rank_one=name == "separable")
-            algo = conv_module.ALGORITHMS[name]
-            times[name] = _time(lambda: algo.forward(x, w, args), repeat)
+            # what "auto" runs: prepare (the FFT's guard, the SVD) and the forward pass
+            times[name] = _time(lambda: conv_module._prepare(name, args, x, w).forward(x, w), repeat)
         rows.append((args, times))
         log(f"{np.dtype(dtype).name} {x_shape} {w_shape} s={stride} " +
             " ".join(f"{k} {v * 1e3:.2f}ms" for k, v in times.items()))
@@ -124,7 +124,7 @@ def report(rows, constants, dtype, log, verbose=False):
             log(f"{dtype} N={args.batch} C={args.in_channels} K={args.out_channels} {args.geom.in_size} "
                 f"k={args.geom.kernel} s={args.geom.stride}: " +
                 " ".join(f"{n} {t[n] * 1e3:.2f}/{pred[n] * 1e3:.2f}" for n in t))
-    for name in conv_module.CANDIDATES:
+    for name in _cost.FEATURES:
         errs = [abs(sum(c * f for c, f in zip(constants[name], _cost.features(name, args))) / t[name] - 1)
                 for args, t in rows if name in t]
         log(f"{dtype} {name:9s} relative error median {np.median(errs):.2f} max {max(errs):.2f}")
@@ -176,7 +176,7 @@ def main(argv=None):
         else:
             rows = measure(dtype, opts.repeat, print)
         measured[name] = [times for _, times in rows]
-        constants[name] = {algo: fit(rows, algo) for algo in conv_module.CANDIDATES}
+        constants[name] = {algo: fit(rows, algo) for algo in _cost.FEATURES}
         report(rows, constants[name], name, print, opts.verbose)
     if opts.save:
         Path(opts.save).write_text(json.dumps(measured))

@@ -11,6 +11,7 @@ times every algorithm on a grid of shapes and rewrites :mod:`convlab._cost_const
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -91,7 +92,15 @@ def features(name, args):
     raise KeyError(name)
 
 
+# Algorithms outside the model: the loop oracle is for checking and never chosen; a CUDA
+# kernel is chosen whenever it can take the operands.
+UNMODELLED = {"naive": math.inf, "cuda": 0.0}
+
+
+@functools.lru_cache(maxsize=4096)
 def predict(name, args, dtype):
-    """Predicted seconds of ``name``'s forward pass in ``dtype`` on this machine."""
+    """Predicted seconds of ``name``'s forward pass in ``dtype`` (constants: :mod:`convlab._cost_constants`)."""
+    if name in UNMODELLED:
+        return UNMODELLED[name]
     theta = _cost_constants.CONSTANTS[np.dtype(dtype).name][name]
     return float(sum(t * f for t, f in zip(theta, features(name, args))))

@@ -120,14 +120,16 @@ PEERS = {"scipy": _scipy_peer, "torch": _torch_peer}
 
 
 def _candidates(case, x, w, conv):
-    """``(name, callable)`` for every algorithm that can serve the case, then the peers."""
+    """``(name, callable)`` for every algorithm that can serve the case's operands (the
+    registry's own answer, :func:`convlab.conv._prepare`), then the peers."""
     args = _args(case)
     macs = case.flops((args.batch, args.out_channels) + args.geom.out_size) / 2
     for algo, module in _conv.ALGORITHMS.items():
-        if getattr(module, "DEVICE", "cpu") != "cpu" or (algo == "naive" and macs > NAIVE_MAX_MACS):
+        prepared = module.prepare(x, w, args)
+        if isinstance(prepared, str) or prepared.name != algo:
+            continue  # it cannot serve this layer (e.g. winograd for 7x7, cuda for NumPy arrays)
+        if algo == "naive" and macs > NAIVE_MAX_MACS:
             continue
-        if _conv._unsupported(algo, args) or (algo == "separable" and not _conv._is_separable(w)):
-            continue  # it cannot serve this layer (e.g. winograd for 7x7)
         yield algo, (lambda algo=algo: conv(x, w, algorithm=algo, **case.params))
     for name, make in PEERS.items():
         run = make(case, x, w)
@@ -149,7 +151,7 @@ def run_bench(cases=DEFAULT_CASES, dtype=np.float32, repeat=3, out=sys.stdout):
         ref = conv(x64, w64, algorithm="direct", **case.params)
         scale = float(np.abs(ref).max()) or 1.0
         x, w = x64.astype(dtype), w64.astype(dtype)
-        chosen = _conv._choose(_args(case), x.dtype, x, w).algorithm
+        chosen = _conv._choose(_args(case), x, w).algorithm
         flops = case.flops(ref.shape)
         for name, run in _candidates(case, x, w, conv):
             err = float(np.abs(np.asarray(run(), dtype=np.float64) - ref).max()) / scale

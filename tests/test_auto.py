@@ -54,8 +54,8 @@ def test_auto_never_fails_and_matches_the_oracle(problem, seed):
         assert ours.dtype == dtype and ours.shape == theirs.shape
         np.testing.assert_allclose(ours, theirs, rtol=tol, atol=tol * max(1.0, np.abs(theirs).max()))
     choice = convlab.choose_algorithm(x.shape, w.shape, dtype=dtype, w=w, **params)
-    assert conv_module._unsupported(choice.algorithm, args_of(x, w, params)) is None
-    assert choice.algorithm in conv_module.CANDIDATES and choice.reason.startswith("predicted")
+    assert conv_module.ALGORITHMS[choice.algorithm].supports(args_of(x, w, params)) is None
+    assert choice.algorithm in _cost.FEATURES and choice.reason.startswith("predicted")
 
 
 def test_auto_costs_fft_in_float64_when_the_guard_would_promote():
@@ -63,10 +63,10 @@ def test_auto_costs_fft_in_float64_when_the_guard_would_promote():
     x = rng.standard_normal((1, 1, 256, 256)).astype(np.float32)
     w = rng.standard_normal((1, 1, 31, 31)).astype(np.float32)
     args = args_of(x, w, dict(padding="same"))
-    plain = conv_module._choose(args, np.float32, x, w)
+    plain = conv_module._choose(args, x, w)
     assert plain.algorithm == "fft" and "float64" not in plain.reason
     x[..., :128] *= 1e5  # two regions five orders apart: float32 transforms cannot serve
-    guarded = conv_module._choose(args, np.float32, x, w)
+    guarded = conv_module._choose(args, x, w)
     assert "fft in float64" in guarded.reason
     f64 = _cost.predict("fft", args, np.float64)
     assert f"fft {f64 * 1e3:.3g} ms" in guarded.reason
@@ -77,8 +77,9 @@ def test_auto_skips_fft_for_nonfinite_input():
     x = rng.standard_normal((1, 1, 128, 128))
     w = rng.standard_normal((1, 1, 25, 25))
     x[0, 0, 3, 3] = np.nan
-    choice = conv_module._choose(args_of(x, w, {}), np.float64, x, w)
-    assert choice.algorithm != "fft" and "fft skipped: non-finite" in choice.reason
+    choice = conv_module._choose(args_of(x, w, {}), x, w)
+    assert choice.algorithm != "fft" and "fft hands non-finite operands to direct" in choice.reason
+    assert "fft " not in choice.reason.split("(")[0]  # not ranked: it would not run
     y = convlab.conv2d(x, w, algorithm="auto")
     assert np.isnan(y[0, 0, :4, :4]).all() and np.isfinite(y[0, 0, 4:, 4:]).all()
 
@@ -109,9 +110,11 @@ def test_measured_choice_is_cached_and_used_by_auto(monkeypatch):
         assert name in choice.reason
     assert convlab.choose_algorithm(x_shape, w_shape, padding=1, dtype="float64", measure=True) is choice
     x, w = np.zeros(x_shape), np.zeros(w_shape)
-    assert conv_module._choose(args_of(x, w, dict(padding=1)), np.float64, x, w) is choice
+    auto = conv_module._choose(args_of(x, w, dict(padding=1)), x, w)
+    assert auto == choice and auto.prepared.name == choice.algorithm
     # float32 is a different entry.
-    assert conv_module._choose(args_of(x, w, dict(padding=1)), np.float32, x, w).reason.startswith("predicted")
+    x, w = x.astype(np.float32), w.astype(np.float32)
+    assert conv_module._choose(args_of(x, w, dict(padding=1)), x, w).reason.startswith("predicted")
 
 
 def test_choose_algorithm_checks_its_arguments():
@@ -128,7 +131,7 @@ def test_cost_model_constants_cover_every_candidate():
             assert len(theta) == len(feats) and all(t >= 0 for t in theta), (dtype, name)
     x, w = np.zeros((2, 3, 9, 9)), np.zeros((4, 3, 3, 3))
     args = args_of(x, w, dict(padding=1))
-    assert all(_cost.predict(name, args, np.float32) > 0 for name in conv_module.CANDIDATES)
+    assert all(_cost.predict(name, args, np.float32) > 0 for name in _cost.FEATURES)
 
 
 def test_auto_scans_the_fft_signal_once(monkeypatch):
@@ -144,3 +147,19 @@ def test_auto_scans_the_fft_signal_once(monkeypatch):
     y = convlab.conv2d(x, w, padding="same")
     assert len(calls) == 1
     np.testing.assert_allclose(y, convlab.conv2d(x, w, padding="same", algorithm="direct"), rtol=1e-4, atol=1e-4)
+
+
+def test_auto_factors_a_separable_kernel_once(monkeypatch):
+    from convlab.reference import separable
+    calls = []
+    real = separable.factor
+    monkeypatch.setattr(separable, "factor", lambda w: calls.append(1) or real(w))
+    monkeypatch.setattr(separable, "_factored", {})
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((1, 1, 512, 512))
+    w = np.outer(rng.standard_normal(15), rng.standard_normal(15))[None, None]
+    y = convlab.conv2d(x, w, padding="same")
+    assert len(calls) == 1  # the choice and the run share one factorisation
+    assert conv_module._choose(args_of(x, w, dict(padding="same")), x, w).algorithm == "separable"
+    assert len(calls) == 1  # small kernels are remembered by content
+    np.testing.assert_allclose(y, convlab.conv2d(x, w, padding="same", algorithm="direct"), atol=1e-10)

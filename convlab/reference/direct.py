@@ -26,6 +26,7 @@ import math
 from dataclasses import dataclass
 
 from .._backend import get_array_module, workspace_limit
+from .._protocol import plain
 from .windows import PhaseLayout, from_phases, phase_layout, to_phases
 
 # Column chunk: the accumulator and one tap's product for a chunk stay in L2 cache.
@@ -206,3 +207,15 @@ def grad_weight(gy, x, args):
     for t, (phase, off) in enumerate(p.layout.taps):
         gw[..., t] = xp.matmul(g, ph[phase, ..., off:off + p.columns].swapaxes(-1, -2)).sum(axis=0)
     return gw.reshape((args.out_channels, cg) + args.geom.kernel)
+
+
+# ----------------------------------------------------------------------------- protocol
+
+def supports(args):
+    return None  # every convolution
+
+
+def prepare(x, w, args, note=""):
+    """Direct sums look at nothing: NaN and infinity stay inside the windows that read them,
+    so the algorithms that mix a window with its neighbours hand such operands here."""
+    return plain(__name__, "direct", x, w, args, note)

@@ -26,6 +26,7 @@ import math
 import numpy as np
 
 from .._backend import get_array_module
+from .._protocol import plain
 from .direct import (MIN_CHUNK, block_chunks, blocked, input_gradient, matmul, outputs, phases, plan,
                      spread_gradient, tap_weights, unblocked)
 from .windows import add_tap, taps, windows
@@ -166,3 +167,11 @@ def grad_input(gy, w, args):
                 target = gph[phase, b]
                 target[..., idx[c0:c0 + cn] + off] += rows
     return input_gradient(gph, args, p)
+
+
+def supports(args):
+    return None  # every convolution
+
+
+def prepare(x, w, args):
+    return plain(__name__, "im2col", x, w, args)
