@@ -105,9 +105,9 @@ def measure(dtype, repeat, log):
     return rows
 
 
-def fit(rows, name):
+def fit(rows, name, dtype):
     """Non-negative constants minimising the squared relative error of ``name``'s times."""
-    data = [(_cost.features(name, args), t[name]) for args, t in rows if name in t]
+    data = [(_cost.features(name, args, dtype), t[name]) for args, t in rows if name in t]
     a = np.array([[f / sec for f in feats] for feats, sec in data])
     scale = a.max(axis=0)
     scale[scale == 0] = 1.0
@@ -120,16 +120,16 @@ def report(rows, constants, dtype, log, verbose=False):
     good = 0
     if verbose:
         for args, t in rows:
-            pred = {n: sum(c * f for c, f in zip(constants[n], _cost.features(n, args))) for n in t}
+            pred = {n: sum(c * f for c, f in zip(constants[n], _cost.features(n, args, dtype))) for n in t}
             log(f"{dtype} N={args.batch} C={args.in_channels} K={args.out_channels} {args.geom.in_size} "
                 f"k={args.geom.kernel} s={args.geom.stride}: " +
                 " ".join(f"{n} {t[n] * 1e3:.2f}/{pred[n] * 1e3:.2f}" for n in t))
     for name in _cost.FEATURES:
-        errs = [abs(sum(c * f for c, f in zip(constants[name], _cost.features(name, args))) / t[name] - 1)
+        errs = [abs(sum(c * f for c, f in zip(constants[name], _cost.features(name, args, dtype))) / t[name] - 1)
                 for args, t in rows if name in t]
         log(f"{dtype} {name:9s} relative error median {np.median(errs):.2f} max {max(errs):.2f}")
     for args, t in rows:
-        pred = {n: sum(c * f for c, f in zip(constants[n], _cost.features(n, args))) for n in t if n != "separable"}
+        pred = {n: sum(c * f for c, f in zip(constants[n], _cost.features(n, args, dtype))) for n in t if n != "separable"}
         best = min(pred, key=pred.get)
         measured = {n: v for n, v in t.items() if n != "separable"}
         good += measured[best] <= 1.25 * min(measured.values())
@@ -176,7 +176,7 @@ def main(argv=None):
         else:
             rows = measure(dtype, opts.repeat, print)
         measured[name] = [times for _, times in rows]
-        constants[name] = {algo: fit(rows, algo) for algo in _cost.FEATURES}
+        constants[name] = {algo: fit(rows, algo, name) for algo in _cost.FEATURES}
         report(rows, constants[name], name, print, opts.verbose)
     if opts.save:
         Path(opts.save).write_text(json.dumps(measured))

@@ -5,7 +5,8 @@ Each algorithm's time is a non-negative combination of counts of its work::
     t = sum_i theta[dtype][algorithm][i] * feature_i(shapes)
 
 The features are exact counts for the implementations in :mod:`convlab.reference`
-(multiply-adds, elements written or copied, library calls); the constants ``theta``
+(multiply-adds, elements written or copied, library calls): for direct and im2col they are
+read from the same :class:`~convlab.reference.phases.Plan` that runs the chunks; the constants ``theta``
 (seconds per unit) are fitted on the machine by ``benchmarks/fit_cost_model.py``, which
 times every algorithm on a grid of shapes and rewrites :mod:`convlab._cost_constants`.
 """
@@ -17,10 +18,10 @@ import math
 import numpy as np
 
 from . import _cost_constants
+from ._backend import workspace_limit
 from .reference import direct as _direct
 from .reference import fft as _fft
 from .reference import im2col as _im2col
-from .reference import windows as _windows
 from .reference import winograd as _winograd
 
 FEATURES = {
@@ -37,38 +38,29 @@ FEATURES = {
 }
 
 
-def _grid_features(args, bytes_per_column, min_columns, exact=False):
-    """Shared by the two algorithms on the flattened phase grid (:mod:`.reference.direct`)."""
-    p = _direct.plan(args)
-    g, kg = args.groups, args.out_channels // args.groups
-    cg = args.in_channels // g
-    count = p.columns  # computed columns, the grid's cropped cells included, or only the outputs'
-    if exact and _im2col.exact_columns(args, p) is not None:
-        count = p.samples * math.prod(args.geom.out_size)
-    step = max(min_columns, _direct.CACHE_BYTES // max(1, bytes_per_column))
-    chunks = -(-count // step)
-    cols = p.blocks * count
+def _grid_features(p):
+    """Counts of a pass on the phase grid, read from its :class:`.reference.phases.Plan`:
+    multiply-adds, computed columns, taps, copied elements."""
+    a = p.args
     taps = len(p.layout.taps)
-    copied = 0
-    if p.samples > 1 or not _windows.trivial(args.geom):  # else the input is its own phase
-        copied += args.batch * args.in_channels * p.layout.plane * p.layout.phases
-    if p.samples > 1 or p.layout.grid != args.geom.out_size:  # else the output grid is the output
-        copied += args.batch * args.out_channels * p.layout.plane
-    return p, g * kg * cg * taps * cols, cols, chunks, taps, copied
+    macs = a.out_channels * (a.in_channels // a.groups) * taps * p.computed
+    return macs, p.computed, taps, p.copied_in + p.copied_out
 
 
-def features(name, args):
-    """The counts of ``FEATURES[name]`` for the forward pass of ``args`` (a ``ConvArgs``)."""
+def features(name, args, dtype):
+    """The counts of ``FEATURES[name]`` for the forward pass of ``args`` (a ``ConvArgs``) in ``dtype``."""
     geom = args.geom
     n, c, k, g = args.batch, args.in_channels, args.out_channels, args.groups
     cg = c // g
+    itemsize = np.dtype(dtype).itemsize
     if name == "direct":
-        p, macs, cols, chunks, taps, copied = _grid_features(args, 8 * k, _direct.MIN_CHUNK)
-        return (macs, k * taps * cols, taps * chunks * p.blocks * g, copied, 1.0)
+        p = _direct.forward_plan(args, itemsize)
+        macs, cols, taps, copied = _grid_features(p)
+        return (macs, k * taps * cols, taps * p.chunk_count * g, copied, 1.0)
     if name == "im2col":
-        wide = max(_direct.MIN_CHUNK, _im2col.COPY_ELEMENTS // max(1, cg))
-        p, macs, cols, chunks, taps, copied = _grid_features(args, 4 * c * math.prod(geom.kernel), wide, exact=True)
-        return (macs, c * taps * cols, p.blocks * chunks * (taps + g), copied, 1.0)
+        p = _im2col.column_plan(args, itemsize)[0]
+        macs, cols, taps, copied = _grid_features(p)
+        return (macs, c * taps * cols, p.chunk_count * (taps + g), copied, 1.0)
     if name == "fft":
         size = _fft.fft_size(geom)
         cells = math.prod(size)
@@ -97,10 +89,14 @@ def features(name, args):
 UNMODELLED = {"naive": math.inf, "cuda": 0.0}
 
 
-@functools.lru_cache(maxsize=4096)
 def predict(name, args, dtype):
     """Predicted seconds of ``name``'s forward pass in ``dtype`` (constants: :mod:`convlab._cost_constants`)."""
+    return _predict(name, args, np.dtype(dtype), workspace_limit())  # the plans depend on the limit
+
+
+@functools.lru_cache(maxsize=4096)
+def _predict(name, args, dtype, limit):
     if name in UNMODELLED:
         return UNMODELLED[name]
-    theta = _cost_constants.CONSTANTS[np.dtype(dtype).name][name]
-    return float(sum(t * f for t, f in zip(theta, features(name, args))))
+    theta = _cost_constants.CONSTANTS[dtype.name][name]
+    return float(sum(t * f for t, f in zip(theta, features(name, args, dtype))))

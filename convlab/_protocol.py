@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._backend import get_array_module
+
 
 @dataclass(frozen=True)
 class Prepared:
@@ -67,6 +69,12 @@ def plain(module_name, name, x, w, args, note=""):
     need no look at the operands."""
     module = sys.modules[module_name]
     return module.supports(args) or Prepared(name, args, dtype_of(x, w, args), module, note)
+
+
+def all_finite(*arrays):
+    """True when no array holds NaN or infinity (algorithms that mix a window's inputs with
+    their neighbours' ask, to keep NaN inside the windows that read it)."""
+    return all(bool(get_array_module(a).isfinite(a).all()) for a in arrays)
 
 
 def ready(prepared):

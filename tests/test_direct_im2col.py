@@ -7,7 +7,8 @@ import pytest
 from fast_cases import CASES, CONV, IDS, args_of, assert_close, naive_all, operands
 
 import convlab
-from convlab.reference import direct, im2col, windows
+from convlab import _cost
+from convlab.reference import direct, im2col, phases
 
 
 @pytest.mark.parametrize("algorithm", ["direct", "im2col"])
@@ -44,20 +45,46 @@ def test_layout_corner_cases_use_the_paths_they_should():
     # small planes are flattened several samples at a time (a copy).
     x, w = operands((2, 3, 40, 40), (4, 3, 1, 1))
     args = args_of(x, w, {})
-    assert windows.trivial(args.geom) and np.shares_memory(direct.phases(x, args, direct.plan(args)), x)
+    assert phases.trivial(args.geom) and np.shares_memory(phases.split(x, args, phases.plan(args)), x)
     x, w = operands((2, 3, 8, 8), (4, 3, 1, 1))
     args = args_of(x, w, {})
-    assert direct.plan(args).samples == 2 and not np.shares_memory(direct.phases(x, args, direct.plan(args)), x)
+    assert phases.plan(args).samples == 2 and not np.shares_memory(phases.split(x, args, phases.plan(args)), x)
     # 7x7 with padding 1: 81 grid cells for 49 outputs, so im2col gathers the outputs' columns
     # when there are enough output channels to pay for the gather; 56x56: 2% waste, ranges.
     small = args_of(*operands((8, 4, 7, 7), (64, 4, 3, 3)), dict(padding=1))
     few = args_of(*operands((8, 4, 7, 7), (4, 4, 3, 3)), dict(padding=1))
     large = args_of(*operands((1, 4, 56, 56), (64, 4, 3, 3)), dict(padding=1))
-    assert im2col.exact_columns(small, direct.plan(small)) is not None
-    assert im2col.exact_columns(few, direct.plan(few)) is None
-    assert im2col.exact_columns(large, direct.plan(large)) is None
+    assert im2col.exact_columns(small, phases.plan(small)) is not None
+    assert im2col.exact_columns(few, phases.plan(few)) is None
+    assert im2col.exact_columns(large, phases.plan(large)) is None
     # Small planes are flattened several samples at a time; large ones one per block.
-    assert direct.plan(small).samples == 8 and direct.plan(large).samples == 1
+    assert phases.plan(small).samples == 8 and phases.plan(large).samples == 1
+
+
+@pytest.mark.parametrize("x_shape,w_shape,params", [((8, 4, 7, 7), (64, 4, 3, 3), dict(padding=1)),
+                                                    ((1, 16, 40, 40), (64, 16, 3, 3), dict(stride=2)),
+                                                    ((3, 4, 30, 20), (8, 2, 2, 3), dict(groups=2, padding=1))])
+def test_the_cost_model_counts_the_chunks_that_run(x_shape, w_shape, params, monkeypatch):
+    """The cost model's product counts are those of the executed chunks: it reads their Plan."""
+    x, w = operands(x_shape, w_shape, np.float32)
+    args = args_of(x, w, params)
+    calls = []
+    for module in (direct, im2col):
+        real = module.matmul
+        monkeypatch.setattr(module, "matmul", lambda *a, real=real, **k: calls.append(1) or real(*a, **k))
+    old = convlab.set_workspace_limit(1 << 16)  # small chunks: several per block
+    try:
+        direct.forward(x, w, args)
+        taps = math.prod(w_shape[2:])
+        assert len(calls) == _cost.features("direct", args, np.float32)[2] // args.groups
+        assert len(calls) == taps * direct.forward_plan(args, x.itemsize).chunk_count > taps
+        calls.clear()
+        im2col.forward(x, w, args)
+        p = im2col.column_plan(args, x.itemsize)[0]
+        assert len(calls) == p.chunk_count == len(list(p.chunks()))
+        assert _cost.features("im2col", args, np.float32)[2] == p.chunk_count * (taps + args.groups)
+    finally:
+        convlab.set_workspace_limit(old)
 
 
 @pytest.mark.parametrize("x_shape,w_shape,params", [((8, 4, 7, 7), (64, 4, 3, 3), dict(padding=1)),
@@ -87,11 +114,11 @@ def test_phases_and_their_adjoint(stride, padding):
     x = rng.standard_normal((2, 3, 7, 8))
     w = np.zeros((1, 3, 3, 2))
     args = args_of(x, w, dict(stride=stride, padding=padding, dilation=(1, 2)))
-    layout = windows.phase_layout(args.geom)
-    ph = windows.to_phases(x, args.geom, layout)
+    layout = phases.phase_layout(args.geom)
+    ph = phases.to_phases(x, args.geom, layout)
     y = rng.standard_normal(ph.shape)
-    assert np.isclose((ph * y).sum(), (x * windows.from_phases(y, args.geom, layout)).sum())
-    np.testing.assert_array_equal(windows.from_phases(ph, args.geom, layout), x)
+    assert np.isclose((ph * y).sum(), (x * phases.from_phases(y, args.geom, layout)).sum())
+    np.testing.assert_array_equal(phases.from_phases(ph, args.geom, layout), x)
 
 
 @pytest.mark.parametrize("algorithm", ["direct", "im2col", "fft", "winograd", "separable", "auto"])

@@ -38,9 +38,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._backend import get_array_module
-from .._protocol import Prepared, dtype_of
+from .._protocol import Prepared, all_finite, dtype_of
 from . import direct
-from .direct import all_finite, grouped_weight, matmul, split_groups
+from .groups import grouped_weight, matmul, split_groups
 
 FLOAT32_TOLERANCE = 1e-4
 MIN_REGION = 8

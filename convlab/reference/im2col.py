@@ -14,7 +14,7 @@ folded back onto the input (col2im, the adjoint of the gather).
 columns of the flattened phase grid that :mod:`.direct` uses: there each tap's rows are
 one contiguous range of the phase array, so the gather is a block copy per tap. The
 matrix is ``prod(k)`` times the input, so it is built in column chunks that stay in
-cache (:func:`.direct.column_chunks`) and under the workspace limit
+cache (:class:`.phases.Plan`) and under the workspace limit
 (:func:`convlab.set_workspace_limit`); each chunk's product is written straight into the
 output. Small planes, where the grid's cropped cells would waste work, gather only the
 outputs' columns instead (:func:`exact_columns`).
@@ -27,8 +27,8 @@ import numpy as np
 
 from .._backend import get_array_module
 from .._protocol import plain
-from .direct import (MIN_CHUNK, block_chunks, blocked, input_gradient, matmul, outputs, phases, plan,
-                     spread_gradient, tap_weights, unblocked)
+from .groups import matmul, tap_weights
+from .phases import MIN_CHUNK, blocked, input_gradient, outputs, plan, split, spread_gradient, unblocked
 from .windows import add_tap, taps, windows
 
 
@@ -75,12 +75,15 @@ def exact_columns(args, p):
     return (np.arange(p.samples)[:, None] * p.layout.plane + cells[None, :]).ravel()
 
 
-def _chunks(args, p, count, itemsize):
-    """``(block, first column, count)``: each block's columns in chunks whose patch stays in cache."""
-    rows = args.in_channels * len(p.layout.taps)
+def column_plan(args, itemsize):
+    """The plan of all three passes (chunks whose patch stays in cache) and the exact column
+    index (NumPy, see :func:`exact_columns`) or ``None``."""
+    rows = args.in_channels * math.prod(args.geom.kernel)
     # Each tap's copy moves C_g rows: enough columns that a copy is not all call overhead.
     wide = max(MIN_CHUNK, COPY_ELEMENTS // max(1, args.in_channels // args.groups))
-    return block_chunks(p, count, rows * itemsize, wide)
+    p = plan(args, rows * itemsize, wide)
+    idx = exact_columns(args, p)
+    return (p, None) if idx is None else (p.counting(idx.size), idx)
 
 
 def _fill(cols, ph, p, b, c0, cn, idx):
@@ -101,22 +104,19 @@ def _buffer(shape, like, chunk, buf):
 
 
 def _plan(args, like):
-    """The layout, the exact column index (or None) on ``like``'s device, and the column count."""
-    p = plan(args)
-    idx = exact_columns(args, p)
-    if idx is None:
-        return p, None, p.columns
-    return p, get_array_module(like).asarray(idx), idx.size
+    """:func:`column_plan` with the column index on ``like``'s device."""
+    p, idx = column_plan(args, like.itemsize)
+    return p, None if idx is None else get_array_module(like).asarray(idx)
 
 
 def forward(x, w, args):
     xp = get_array_module(x)
-    p, idx, count = _plan(args, x)
-    ph = phases(x, args, p)
+    p, idx = _plan(args, x)
+    ph = split(x, args, p)
     wmat = _kernel_matrix(w, args)
-    z = xp.empty((p.blocks,) + wmat.shape[:2] + (p.width if idx is None else count,), dtype=x.dtype)
+    z = xp.empty((p.blocks,) + wmat.shape[:2] + (p.width if idx is None else p.count,), dtype=x.dtype)
     cols = None
-    for b, c0, cn in _chunks(args, p, count, x.itemsize):
+    for b, c0, cn in p.chunks():
         cols = _buffer((args.groups, wmat.shape[2]), x, cn, cols)
         matmul(wmat, _fill(cols, ph, p, b, c0, cn, idx), out=z[b, :, :, c0:c0 + cn])
     if idx is None:
@@ -134,14 +134,14 @@ def _gradient_columns(gy, args, p, idx):
 
 def grad_weight(gy, x, args):
     xp = get_array_module(gy)
-    p, idx, count = _plan(args, gy)
-    ph = phases(x, args, p)
+    p, idx = _plan(args, gy)
+    ph = split(x, args, p)
     g = _gradient_columns(gy, args, p, idx)
     groups, kg, cg = g.shape[1], g.shape[2], ph.shape[3]
     taps_ = len(p.layout.taps)
     gw = xp.zeros((groups, kg, taps_ * cg), dtype=gy.dtype)
     cols = None
-    for b, c0, cn in _chunks(args, p, count, gy.itemsize):
+    for b, c0, cn in p.chunks():
         cols = _buffer((groups, taps_ * cg), gy, cn, cols)
         gw += xp.matmul(g[b, :, :, c0:c0 + cn], _fill(cols, ph, p, b, c0, cn, idx).swapaxes(-1, -2))
     gw = gw.reshape(groups, kg, taps_, cg).transpose(0, 1, 3, 2)
@@ -150,13 +150,13 @@ def grad_weight(gy, x, args):
 
 def grad_input(gy, w, args):
     xp = get_array_module(gy)
-    p, idx, count = _plan(args, gy)
+    p, idx = _plan(args, gy)
     g = _gradient_columns(gy, args, p, idx)
     wmat_t = _kernel_matrix(w, args).swapaxes(-1, -2)  # (G, taps*C_g, K_g)
     cg = args.in_channels // args.groups
     gph = xp.zeros((p.layout.phases, p.blocks, args.groups, cg, p.width), dtype=gy.dtype)
     dcols = None
-    for b, c0, cn in _chunks(args, p, count, gy.itemsize):
+    for b, c0, cn in p.chunks():
         dcols = _buffer(wmat_t.shape[:2], gy, cn, dcols)
         d = matmul(wmat_t, g[b, :, :, c0:c0 + cn], out=dcols[..., :cn])
         for t, (phase, off) in enumerate(p.layout.taps):  # col2im: each tap's rows back onto its columns

@@ -31,7 +31,7 @@ import numpy as np
 from .._backend import get_array_module
 from .._protocol import Prepared
 from . import direct
-from .direct import split_groups
+from .groups import split_groups
 from .windows import add_tap, pad, tap_view, unpad
 
 

@@ -36,9 +36,9 @@ import numpy as np
 
 from .._backend import get_array_module, workspace_limit
 from .._params import Geometry, conv_shape_args
-from .._protocol import Prepared, dtype_of, ready
+from .._protocol import Prepared, all_finite, dtype_of, ready
 from . import direct
-from .direct import all_finite, grouped_weight, matmul, split_groups
+from .groups import grouped_weight, matmul, split_groups
 from .windows import pad, unpad, windows
 
 CACHE_BYTES = 4 << 20
