@@ -48,6 +48,10 @@ def col2im(cols, output_size, kernel_size, stride=1, padding=0, dilation=1):
     xp = P.check_array(cols, "cols")
     if not isinstance(output_size, (tuple, list)) or not output_size:
         raise TypeError(f"output_size must be a tuple of spatial sizes, got {output_size!r}")
+    if isinstance(kernel_size, (tuple, list)) and len(kernel_size) != len(output_size):
+        raise ValueError(f"output_size must hold the {len(kernel_size)} spatial sizes of the image, one per "
+                         f"kernel_size entry {tuple(kernel_size)}, got {tuple(output_size)} (the spatial size "
+                         "only, not the (N, C, *spatial) shape)")
     output_size = P.ntuple(tuple(output_size), len(output_size), "output_size", minimum=1)
     nd = len(output_size)
     geom = _window_geometry(output_size, kernel_size, stride, padding, dilation, nd)
