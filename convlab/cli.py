@@ -143,6 +143,7 @@ def run_bench(cases=DEFAULT_CASES, dtype=np.float32, repeat=3, out=sys.stdout):
     rng = np.random.default_rng(0)
     rows = []
     header = f"{'layer':<30} {'algorithm':<10} {'time ms':>9} {'GFLOP/s':>8} {'max rel err':>11}"
+    print(f"Convolution forward, {np.dtype(dtype).name}, best of {repeat} runs", file=out)
     print(header, file=out)
     print("-" * len(header), file=out)
     for case in cases:
@@ -269,11 +270,33 @@ def plot_sweep(times, kernels, path, size=PLOT_IMAGE):
     plt.close(fig)
 
 
+BENCH_HELP = """\
+Times every convolution algorithm that can serve each layer of a default workload, and
+the peers (SciPy, PyTorch on the CPU, when installed), then the pooling ops.
+
+Columns of the convolution table:
+  layer        the layer's name: shapes, kernel, stride (N = batch)
+  algorithm    a convlab algorithm (naive, direct, im2col, fft, separable, winograd) or a
+               peer (scipy, torch); * marks the one algorithm="auto" chooses
+  time ms      the best of --repeat timed runs (one for naive), in milliseconds
+  GFLOP/s      2 * multiply-adds of the convolution / time
+  max rel err  largest difference from the float64 direct result, over its largest value
+
+Columns of the pooling table: the op, forward or backward pass, convlab or torch, time
+(best of --repeat), GB/s (each operand read or written once / time) and the error
+against convlab's float64 result."""
+
+
 def main(argv=None):
+    from . import __version__
+
     parser = argparse.ArgumentParser(prog="convlab", description="convlab: convolution engine tools")
+    parser.add_argument("--version", action="version", version=f"convlab {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    bench = sub.add_parser("bench", help="time each algorithm on the default workload")
-    bench.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    bench = sub.add_parser("bench", help="time each algorithm on the default workload",
+                           description=BENCH_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    bench.add_argument("--dtype", choices=("float32", "float64"), default="float32",
+                       help="dtype of the operands of every row (default: float32)")
     bench.add_argument("--repeat", type=int, default=3, help="timed runs per algorithm (best is shown)")
     bench.add_argument("--plot", metavar="FILE.png",
                        help="also plot time against kernel size on a single-channel image (needs matplotlib)")

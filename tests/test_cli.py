@@ -1,5 +1,6 @@
 """convlab bench and backend_info."""
 import io
+import os
 import subprocess
 import sys
 
@@ -33,3 +34,32 @@ def test_backend_info_reports_reasons():
         assert "cupy" in info["cupy_unavailable_reason"]
     if not info["cuda_extension"]:
         assert info["cuda_extension_unavailable_reason"]
+
+
+def test_version_and_bench_help_explain_themselves():
+    res = subprocess.run([sys.executable, "-m", "convlab", "--version"], capture_output=True, text=True)
+    assert res.returncode == 0 and res.stdout.strip() == f"convlab {convlab.__version__}"
+    res = subprocess.run([sys.executable, "-m", "convlab", "bench", "--help"], capture_output=True, text=True)
+    help_text = " ".join(res.stdout.split())
+    for column in ("time ms", "GFLOP/s", "max rel err", "GB/s"):
+        assert column in help_text
+    assert "dtype of the operands of every row (default: float32)" in help_text
+
+
+def test_bench_table_states_its_dtype():
+    out = io.StringIO()
+    run_bench([Case("tiny", (1, 1, 5, 5), (1, 1, 3, 3), {})], dtype=np.float64, repeat=2, out=out)
+    assert out.getvalue().startswith("Convolution forward, float64, best of 2 runs\n")
+
+
+def test_install_says_in_one_line_whether_it_builds_the_cuda_extension():
+    from pathlib import Path
+
+    setup_py = Path(__file__).resolve().parent.parent / "setup.py"
+    res = subprocess.run([sys.executable, str(setup_py), "--name"], capture_output=True, text=True)
+    notices = [line for line in res.stderr.splitlines() if line.startswith("convlab: ")]
+    assert res.returncode == 0 and len(notices) == 1, res.stderr
+    assert "building the CUDA extension" in notices[0] or "pure-Python package" in notices[0]
+    env = dict(os.environ, CONVLAB_NO_CUDA="1")
+    res = subprocess.run([sys.executable, str(setup_py), "--name"], capture_output=True, text=True, env=env)
+    assert "CONVLAB_NO_CUDA=1: installing the pure-Python package" in res.stderr
