@@ -1,43 +1,15 @@
-"""direct and im2col on the stride-phase layout: the loop oracle, finite differences, the
-layout's corner cases (exact columns, no-copy stride 1, chunking, sample blocks), adjointness."""
+"""direct and im2col on the stride-phase grid: the layout's corner cases (exact columns, no-copy
+stride 1, chunking, sample blocks), the phases' adjoint, the plan the cost model reads; every
+algorithm on empty, non-contiguous and transposed operands."""
 import math
 
 import numpy as np
 import pytest
-from fast_cases import CASES, CONV, IDS, args_of, assert_close, naive_all, operands
+from oracles import args_of, naive_all, operands, serving
 
 import convlab
 from convlab import _cost
 from convlab.reference import direct, im2col, phases
-
-
-@pytest.mark.parametrize("algorithm", ["direct", "im2col"])
-@pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("name,x_shape,w_shape,params", CASES, ids=IDS)
-def test_matches_loop_oracle(name, x_shape, w_shape, params, dtype, algorithm):
-    x, w = operands(x_shape, w_shape, dtype)
-    nd = len(x_shape) - 2
-    y = getattr(convlab, CONV[nd])(x, w, algorithm=algorithm, **params)
-    gy = np.random.default_rng(1).standard_normal(y.shape).astype(dtype)
-    ref_y, ref_gx, ref_gw = naive_all(x, w, gy, params)
-    gx, gw, _ = getattr(convlab, CONV[nd] + "_backward")(gy, x, w, algorithm=algorithm, **params)
-    red = math.prod(w_shape[1:])
-    assert_close(y, ref_y, dtype, red)
-    assert_close(gx, ref_gx, dtype, red)
-    assert_close(gw, ref_gw, dtype, math.prod(y.shape) / y.shape[1])
-
-
-@pytest.mark.parametrize("algorithm", ["direct", "im2col"])
-@pytest.mark.parametrize("nd,params", [(1, dict(stride=3, dilation=2, padding=(2,))),
-                                       (2, dict(stride=(2, 1), padding=((1, 0), (2, 1)), groups=2)),
-                                       (3, dict(stride=(1, 2, 1), dilation=(1, 1, 2), padding=1))])
-def test_backward_gradcheck(nd, params, algorithm):
-    rng = np.random.default_rng(2)
-    x = rng.standard_normal((2, 4) + (6, 5, 5)[:nd])
-    w = rng.standard_normal((2, 4 // params.get("groups", 1)) + (3, 2, 2)[:nd])
-    b = rng.standard_normal(2)
-    fwd, bwd = getattr(convlab, CONV[nd]), getattr(convlab, CONV[nd] + "_backward")
-    convlab.gradcheck(fwd, bwd, [x, w, b], algorithm=algorithm, **params)
 
 
 def test_layout_corner_cases_use_the_paths_they_should():
@@ -121,10 +93,12 @@ def test_phases_and_their_adjoint(stride, padding):
     np.testing.assert_array_equal(phases.from_phases(ph, args.geom, layout), x)
 
 
-@pytest.mark.parametrize("algorithm", ["direct", "im2col", "fft", "winograd", "separable", "auto"])
 def test_empty_and_non_contiguous_operands(algorithm):
     rng = np.random.default_rng(5)
     w = np.ones((3, 2, 3, 3)) * rng.standard_normal((3, 2, 1, 1))  # rank-1, so every algorithm serves
+    reason = serving(algorithm, np.zeros((1, 2, 6, 6)), w, dict(padding=1))
+    if reason:
+        pytest.skip(reason)
     for x_shape, w_shape in [((0, 2, 6, 6), (3, 2, 3, 3)), ((2, 0, 6, 6), (3, 0, 3, 3)), ((2, 2, 6, 6), (0, 2, 3, 3))]:
         x, wz = np.zeros(x_shape), np.zeros(w_shape)
         y = convlab.conv2d(x, wz, padding=1, algorithm=algorithm)
@@ -137,11 +111,12 @@ def test_empty_and_non_contiguous_operands(algorithm):
         np.testing.assert_allclose(convlab.conv2d(x, w, padding=1, algorithm=algorithm), ref, atol=1e-11)
 
 
-@pytest.mark.parametrize("algorithm", ["direct", "im2col", "fft", "winograd", "separable", "auto"])
 def test_transposed_convolution_and_its_backward(algorithm):
     rng = np.random.default_rng(6)
     x = rng.standard_normal((2, 4, 5, 6))
     w = np.ones((4, 3, 3, 3)) * rng.standard_normal((4, 3, 1, 1))  # rank-1 3x3: every algorithm serves
+    if algorithm == "cuda":
+        pytest.skip("the CUDA kernels take CuPy arrays (tests/gpu)")
     kw = dict(padding=1) if algorithm == "winograd" else dict(stride=2, padding=(1, 0), output_padding=1,
                                                              dilation=(1, 2))
     ref = convlab.conv_transpose2d(x, w, algorithm="naive", **kw)

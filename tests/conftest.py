@@ -1,0 +1,37 @@
+"""The test matrix's fixtures: the array module (NumPy, and CuPy where a GPU is usable) and
+the algorithm (every registered one, and "auto")."""
+import numpy as np
+import pytest
+
+from convlab.conv import ALGORITHMS
+
+
+try:
+    import cupy
+except ImportError:  # the matrix then runs on NumPy only
+    cupy = None
+
+
+def _cupy_device_error():
+    try:
+        return None if cupy.cuda.runtime.getDeviceCount() > 0 else "no CUDA device"
+    except Exception as exc:  # no driver
+        return f"CuPy is installed but has no usable CUDA device ({type(exc).__name__}: {exc})"
+
+
+@pytest.fixture(params=["numpy"] + (["cupy"] if cupy is not None else []))
+def xp(request):
+    """The array module the operands live in: NumPy, and CuPy where it is installed."""
+    if request.param == "numpy":
+        return np
+    reason = _cupy_device_error()
+    if reason:
+        pytest.skip(reason)
+    return cupy
+
+
+@pytest.fixture(params=tuple(ALGORITHMS) + ("auto",))
+def algorithm(request):
+    """Every algorithm of the registry, and "auto"; a test skips one that cannot serve its
+    operands, with that algorithm's own reason (``oracles.serving``)."""
+    return request.param
