@@ -14,10 +14,8 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import math
 import os
 import platform
-import time
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +23,7 @@ import scipy.optimize
 
 from convlab import _cost, _params
 from convlab import conv as conv_module
+from convlab._harness import Case, time_runs
 
 # (x shape, w shape, stride, padding): ResNet-like layers, large kernels, single-channel
 # images, 1-D and 3-D, depthwise and grouped.
@@ -52,31 +51,6 @@ GRID = [
 ]
 
 SLOW = 0.5  # seconds: a run this slow is timed once
-SETTLE = 0.05
-
-
-def _time(fn, repeat):
-    time.sleep(SETTLE)  # let the previous algorithm's idle BLAS threads stop spinning
-    fn()
-    best = math.inf
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-        if best > SLOW:
-            break
-    return best
-
-
-def _operands(x_shape, w_shape, dtype, rng, rank_one):
-    x = rng.standard_normal(x_shape).astype(dtype)
-    if rank_one:
-        w = np.ones(w_shape)
-        for a, k in enumerate(w_shape[2:]):
-            w = w * rng.standard_normal(w_shape[:2] + (1,) * a + (k,) + (1,) * (len(w_shape) - 3 - a))
-    else:
-        w = rng.standard_normal(w_shape)
-    return x, w.astype(dtype)
 
 
 def _grid_args(entry):
@@ -96,9 +70,10 @@ def measure(dtype, repeat, log):
         for name in _cost.FEATURES:
             if conv_module.ALGORITHMS[name].supports(args):
                 continue
-            x, w = _operands(x_shape, w_shape, dtype, rng, rank_one=name == "separable")
+            x, w = (a.astype(dtype) for a in Case(name, x_shape, w_shape, rank_one=name == "separable").operands(rng))
             # what "auto" runs: prepare (the FFT's guard, the SVD) and the forward pass
-            times[name] = _time(lambda: conv_module._prepare(name, args, x, w).forward(x, w), repeat)
+            run = lambda: conv_module._prepare(name, args, x, w).forward(x, w)  # noqa: E731
+            times[name] = time_runs(run, repeat, slow=SLOW).min
         rows.append((args, times))
         log(f"{np.dtype(dtype).name} {x_shape} {w_shape} s={stride} " +
             " ".join(f"{k} {v * 1e3:.2f}ms" for k, v in times.items()))
