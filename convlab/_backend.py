@@ -137,11 +137,14 @@ def backend_info() -> dict:
     """Which backends, kernels and devices are available here, and why not when not."""
     import scipy
 
+    from . import _cost
+
     info = {
         "numpy": np.__version__,
         "scipy": scipy.__version__,
         "cpu_reference": True,
         "workspace_limit_bytes": _workspace_limit,
+        "cost_model_constants": _cost.constants()[1],
         "cupy": None,
         "cupy_unavailable_reason": None,
         "devices": [],

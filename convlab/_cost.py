@@ -6,14 +6,19 @@ Each algorithm's time is a non-negative combination of counts of its work::
 
 The features are exact counts for the implementations in :mod:`convlab.reference`
 (multiply-adds, elements written or copied, library calls): for direct and im2col they are
-read from the same :class:`~convlab.reference.phases.Plan` that runs the chunks; the constants ``theta``
-(seconds per unit) are fitted on the machine by ``benchmarks/fit_cost_model.py``, which
-times every algorithm on a grid of shapes and rewrites :mod:`convlab._cost_constants`.
+read from the same :class:`~convlab.reference.phases.Plan` that runs the chunks. The
+constants ``theta`` (seconds per unit) are fitted by timing every algorithm on a grid of
+shapes (:mod:`convlab._tune`): ``convlab tune`` fits them on the user's machine and saves
+them at :func:`user_path`, where :func:`constants` finds them; otherwise the package's
+own, fitted on the machine named in :mod:`convlab._cost_constants`, are used.
 """
 from __future__ import annotations
 
 import functools
+import json
 import math
+import os
+from pathlib import Path
 
 import numpy as np
 
@@ -90,7 +95,7 @@ UNMODELLED = {"naive": math.inf, "cuda": 0.0}
 
 
 def predict(name, args, dtype):
-    """Predicted seconds of ``name``'s forward pass in ``dtype`` (constants: :mod:`convlab._cost_constants`)."""
+    """Predicted seconds of ``name``'s forward pass in ``dtype``, with the constants of :func:`constants`."""
     return _predict(name, args, np.dtype(dtype), workspace_limit())  # the plans depend on the limit
 
 
@@ -98,5 +103,60 @@ def predict(name, args, dtype):
 def _predict(name, args, dtype, limit):
     if name in UNMODELLED:
         return UNMODELLED[name]
-    theta = _cost_constants.CONSTANTS[dtype.name][name]
+    theta = constants()[0][dtype.name][name]
     return float(sum(t * f for t, f in zip(theta, features(name, args, dtype))))
+
+
+# ----------------------------------------------------------------------------- constants
+
+def user_path() -> Path:
+    """Where ``convlab tune`` saves this machine's constants, and where ``"auto"`` looks for
+    them: ``$CONVLAB_COST_CONSTANTS``, else ``$XDG_CACHE_HOME/convlab/cost_constants.json``
+    (``~/.cache/...``)."""
+    if os.environ.get("CONVLAB_COST_CONSTANTS"):
+        return Path(os.environ["CONVLAB_COST_CONSTANTS"])
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(cache) / "convlab" / "cost_constants.json"
+
+
+_loaded = None
+
+
+def constants():
+    """``(constants, source)``: this machine's fit when ``convlab tune`` saved a complete one
+    at :func:`user_path`, else the package's (:mod:`convlab._cost_constants`); ``source``
+    says which, and the machine and date of the fit."""
+    global _loaded
+    if _loaded is None:
+        _loaded = (_cost_constants.CONSTANTS,
+                   f"convlab/_cost_constants.py (shipped; fitted on {_cost_constants.FITTED_ON})")
+        path = user_path()
+        try:
+            saved = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return _loaded
+        if _complete(saved.get("constants") if isinstance(saved, dict) else None):
+            _loaded = (saved["constants"], f"{path} (convlab tune; fitted on {saved.get('fitted_on')})")
+    return _loaded
+
+
+def _complete(table):
+    """Whether ``table`` holds non-negative constants of every feature, dtype and algorithm."""
+    try:
+        return all(len(table[d][name]) == len(names) and all(float(v) >= 0 for v in table[d][name])
+                   for d in ("float32", "float64") for name, names in FEATURES.items())
+    except (KeyError, TypeError, ValueError):
+        return False
+
+
+def save(table, fitted_on, path=None) -> Path:
+    """Save fitted constants where :func:`constants` finds them, and use them from now on."""
+    global _loaded
+    if not _complete(table):
+        raise ValueError("the constants must cover every algorithm of convlab._cost.FEATURES in float32 and float64")
+    path = Path(path) if path else user_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"fitted_on": fitted_on, "constants": table}, indent=1))
+    _loaded = None
+    _predict.cache_clear()
+    return path

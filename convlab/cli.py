@@ -212,7 +212,25 @@ def main(argv=None):
     bench.add_argument("--repeat", type=int, default=3, help="timed runs per algorithm (best is shown)")
     bench.add_argument("--plot", metavar="FILE.png",
                        help="also plot time against kernel size on a single-channel image (needs matplotlib)")
+    tune = sub.add_parser("tune", help="refit the cost model behind algorithm='auto' on this machine",
+                          description="Times every algorithm the cost model covers on a grid of convolutions "
+                                      "(a few minutes on 2 cores), fits the model's constants and saves them "
+                                      "where algorithm='auto' finds them.")
+    tune.add_argument("--repeat", type=int, default=3, help="timed runs per algorithm and shape (best is used)")
+    tune.add_argument("--quick", action="store_true", help="a small grid: seconds, a rough fit")
+    tune.add_argument("--out", metavar="FILE.json",
+                      help="where to save the constants (default: $CONVLAB_COST_CONSTANTS or "
+                           "~/.cache/convlab/cost_constants.json, where 'auto' looks)")
+    tune.add_argument("--dry-run", action="store_true", help="report the fit, save nothing")
     args = parser.parse_args(argv)
+    if args.command == "tune":
+        from . import _cost, _tune
+
+        table, _ = _tune.run(max(1, args.repeat), grid=_tune.QUICK_GRID if args.quick else _tune.GRID)
+        if not args.dry_run:
+            path = _cost.save(table, _tune.machine(), args.out)
+            print(f"saved {path}" + ("" if args.out is None or path == _cost.user_path() else
+                                     f" (set CONVLAB_COST_CONSTANTS={path} for 'auto' to use it)"))
     if args.command == "bench":
         if args.plot:
             try:

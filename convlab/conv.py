@@ -10,7 +10,6 @@ once and returns a ``Prepared`` with ``forward``, ``grad_input``, ``grad_weight`
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 import time
 from dataclasses import dataclass, field
@@ -73,7 +72,6 @@ def _key(args, dtype):
     return (args.batch, args.in_channels, args.out_channels, args.groups, args.geom, np.dtype(dtype).name)
 
 
-@functools.lru_cache(maxsize=1024)
 def _ranked(args, dtype):
     """``(estimate, name)`` of every algorithm that can serve ``args`` by shape, cheapest first
     (registry order among equals): the cost model's prediction from the shapes alone."""
@@ -129,10 +127,10 @@ def choose_algorithm(x_shape, w_shape, stride=1, padding=0, dilation=1, groups=1
 
     ``x_shape`` is ``(N, C, *n)`` and ``w_shape`` ``(K, C/groups, *k)``; the number of
     spatial dims is taken from them. The choice minimises the cost model's predicted time
-    (its constants, and the machine they were fitted on, are in
-    ``convlab._cost_constants``; docs/algorithms.md) over the algorithms that can serve the
-    arguments; "separable" is considered only when the kernel ``w`` is given and separable.
-    With ``measure=True`` each candidate is timed once on random data of these shapes and
+    over the algorithms that can serve the arguments (docs/algorithms.md; the constants in
+    use, and the machine and date they were fitted on, are ``convlab._cost.constants()``:
+    this machine's when ``convlab tune`` has been run, else the package's). "separable" is
+    considered only when the kernel ``w`` is given and separable. With ``measure=True`` each candidate is timed once on random data of these shapes and
     the fastest is cached per shape: later ``"auto"`` calls use it.
     """
     x_shape, w_shape = tuple(x_shape), tuple(w_shape)

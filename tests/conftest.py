@@ -1,9 +1,14 @@
 """The test matrix's fixtures: the array module (NumPy, and CuPy where a GPU is usable) and
-the algorithm (every registered one, and "auto")."""
-import numpy as np
-import pytest
+the algorithm (every registered one, and "auto"). Tests see the cost-model constants shipped
+with the package, not a machine's own fit (``convlab tune``)."""
+import os
 
-from convlab.conv import ALGORITHMS
+os.environ["CONVLAB_COST_CONSTANTS"] = os.path.join(os.path.dirname(__file__), "no-tuned-constants.json")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from convlab.conv import ALGORITHMS  # noqa: E402
 
 
 try:

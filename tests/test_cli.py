@@ -7,6 +7,7 @@ import sys
 import numpy as np
 
 import convlab
+import convlab.cli
 from convlab.cli import Case, run_bench
 
 
@@ -63,3 +64,31 @@ def test_install_says_in_one_line_whether_it_builds_the_cuda_extension():
     env = dict(os.environ, CONVLAB_NO_CUDA="1")
     res = subprocess.run([sys.executable, str(setup_py), "--name"], capture_output=True, text=True, env=env)
     assert "CONVLAB_NO_CUDA=1: installing the pure-Python package" in res.stderr
+
+
+def test_tune_saves_constants_where_auto_finds_them(tmp_path, monkeypatch, capsys):
+    import json
+
+    from convlab import _cost
+    from convlab._params import conv_shape_args
+
+    path = tmp_path / "constants.json"
+    monkeypatch.setenv("CONVLAB_COST_CONSTANTS", str(path))
+    monkeypatch.setattr(_cost, "_loaded", None)  # restored, with the shipped constants, afterwards
+    try:
+        assert "shipped" in _cost.constants()[1]
+        path.write_text(json.dumps({"fitted_on": "elsewhere", "constants": {"float32": {}}}))
+        monkeypatch.setattr(_cost, "_loaded", None)
+        assert "shipped" in _cost.constants()[1]  # an incomplete file is ignored
+        assert convlab.cli.main(["tune", "--quick", "--repeat", "1"]) == 0
+        assert f"saved {path}" in capsys.readouterr().out
+        table, source = _cost.constants()
+        assert str(path) in source and "convlab tune" in source
+        assert table == json.loads(path.read_text())["constants"]
+        args = conv_shape_args((1, 8, 16, 16), (8, 8, 3, 3), 1, 1, 1, 1, 2)
+        theta = table["float32"]["direct"]
+        assert _cost.predict("direct", args, np.float32) == sum(
+            t * f for t, f in zip(theta, _cost.features("direct", args, np.float32)))
+        assert convlab.backend_info()["cost_model_constants"] == source
+    finally:
+        _cost._predict.cache_clear()
