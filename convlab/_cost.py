@@ -120,14 +120,22 @@ def user_path() -> Path:
 
 
 _loaded = None
+_loads = 0
+
+
+def version() -> int:
+    """Counts the loads of :func:`constants`: a new number means new constants (for caches)."""
+    constants()
+    return _loads
 
 
 def constants():
     """``(constants, source)``: this machine's fit when ``convlab tune`` saved a complete one
     at :func:`user_path`, else the package's (:mod:`convlab._cost_constants`); ``source``
     says which, and the machine and date of the fit."""
-    global _loaded
+    global _loaded, _loads
     if _loaded is None:
+        _loads += 1
         _loaded = (_cost_constants.CONSTANTS,
                    f"convlab/_cost_constants.py (shipped; fitted on {_cost_constants.FITTED_ON})")
         path = user_path()

@@ -10,6 +10,7 @@ once and returns a ``Prepared`` with ``forward``, ``grad_input``, ``grad_weight`
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import time
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ import numpy as np
 
 from . import _cost
 from . import _params as P
-from ._backend import get_array_module
+from ._backend import get_array_module, workspace_limit
 from ._nd import family
 from ._protocol import dtype_of, ready
 from .cuda import conv as cuda
@@ -75,6 +76,12 @@ def _key(args, dtype):
 def _ranked(args, dtype):
     """``(estimate, name)`` of every algorithm that can serve ``args`` by shape, cheapest first
     (registry order among equals): the cost model's prediction from the shapes alone."""
+    return _ranked_with(args, np.dtype(dtype), _cost.version(), workspace_limit())
+
+
+@functools.lru_cache(maxsize=1024)
+def _ranked_with(args, dtype, constants, limit):
+    """:func:`_ranked` for the cost model's ``constants`` (their version) and workspace ``limit``."""
     costs = [(_cost.predict(name, args, dtype), name) for name, module in ALGORITHMS.items()
              if not module.supports(args)]
     return tuple(sorted(costs, key=lambda c: c[0]))
