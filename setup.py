@@ -1,9 +1,13 @@
 """Build entry for convlab: the pure-Python package plus, when nvcc is found, the CUDA
 extension ``convlab._C`` (csrc/*.cu compiled by nvcc, linked with csrc/bindings.cpp).
 
+The extension is built when nvcc is found and the machine has a usable GPU driver; one
+line on the terminal says whether it is built or skipped, and why.
+
 Environment:
   CONVLAB_NO_CUDA=1        skip the extension (pure-Python install)
-  CONVLAB_REQUIRE_CUDA=1   a missing nvcc or a failed CUDA build is an error, not a notice
+  CONVLAB_REQUIRE_CUDA=1   build it even without a GPU; a missing nvcc or a failed CUDA build
+                           is an error, not a notice
   CONVLAB_CUDA_ARCHS       compute capabilities to build for, e.g. "90" or "80;90" (default "90")
   CUDA_HOME / CUDA_PATH    the toolkit root, when nvcc is not on PATH
 Metadata lives in pyproject.toml.
@@ -25,8 +29,36 @@ def _flag(name):
     return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
 
+# Commands that build (pip's metadata steps run setup.py too, and need not repeat the notice).
+BUILD_COMMANDS = ("build", "build_ext", "bdist_wheel", "editable_wheel", "install", "develop")
+
+
 def _notice(msg):
-    print(f"convlab: {msg}", file=sys.stderr)
+    """One line on stderr and, while building, on the terminal itself: pip captures a
+    build's output and shows it only with -v."""
+    line = f"convlab: {msg}\n"
+    sys.stderr.write(line)
+    if sys.stderr.isatty() or not any(cmd in sys.argv for cmd in BUILD_COMMANDS):
+        return
+    try:
+        with open("/dev/tty", "w") as tty:
+            tty.write(line)
+    except OSError:  # no terminal (CI, a pipe): stderr is all there is
+        pass
+
+
+def gpu_driver_error():
+    """Why this machine has no usable CUDA driver and device, or None: asks the driver library."""
+    import ctypes
+
+    try:
+        driver = ctypes.CDLL("libcuda.so.1")
+    except OSError:
+        return "no CUDA driver (libcuda.so.1) on this machine"
+    count = ctypes.c_int(0)
+    if driver.cuInit(0) != 0 or driver.cuDeviceGetCount(ctypes.byref(count)) != 0 or count.value < 1:
+        return "the CUDA driver finds no usable GPU"
+    return None
 
 
 def find_nvcc():
@@ -117,6 +149,11 @@ def cuda_extension():
             raise RuntimeError("CONVLAB_REQUIRE_CUDA=1 but nvcc was not found (put it on PATH or set CUDA_HOME)")
         _notice("nvcc not found: installing the pure-Python package without the CUDA extension")
         return None
+    driver = gpu_driver_error()
+    if driver and not require:
+        _notice(f"{driver}: installing the pure-Python package without the CUDA extension "
+                "(CONVLAB_REQUIRE_CUDA=1 builds it anyway, e.g. for another machine)")
+        return None
     try:
         import pybind11
 
@@ -142,6 +179,8 @@ def cuda_extension():
         language="c++",
         optional=not require,
     )
+    _notice(f"building the CUDA extension with {nvcc} for compute capability {', '.join(archs)} "
+            "(a minute or more; CONVLAB_NO_CUDA=1 skips it)")
     ext.nvcc = nvcc
     ext.nvcc_flags = (["-O3", "-std=c++17", "-Xcompiler", "-fPIC,-fvisibility=hidden", "-Icsrc",
                        "--expt-relaxed-constexpr", "-Xptxas", "-warn-spills", "-lineinfo"] + gencode)

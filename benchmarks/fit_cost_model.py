@@ -1,153 +1,22 @@
-"""Fit the constants of the cost model behind ``algorithm="auto"`` on this machine.
+"""Refit the cost-model constants shipped with convlab (``convlab/_cost_constants.py``).
 
-Times every candidate algorithm's forward pass on a grid of convolutions, in float32 and
-float64, fits each algorithm's non-negative constants (``convlab._cost.FEATURES``) by
-least squares on the relative error (``scipy.optimize.nnls``), reports how well the
-fitted model ranks the algorithms, and rewrites ``convlab/_cost_constants.py``.
-
-Run from the repository root (a few minutes on 2 cores)::
+The fit itself is :mod:`convlab._tune` (``convlab tune`` runs it and saves the constants
+for this machine only); this script rewrites the package's defaults. Run from the
+repository root (a few minutes on 2 cores)::
 
     PYTHONPATH=$PWD python benchmarks/fit_cost_model.py [--dry-run]
 """
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import math
-import os
-import platform
-import time
 from pathlib import Path
 
-import numpy as np
-import scipy.optimize
-
-from convlab import _cost, _params
-from convlab import conv as conv_module
-
-# (x shape, w shape, stride, padding): ResNet-like layers, large kernels, single-channel
-# images, 1-D and 3-D, depthwise and grouped.
-GRID = [
-    ((8, 64, 56, 56), (64, 64, 3, 3), 1, 1), ((8, 128, 28, 28), (128, 128, 3, 3), 1, 1),
-    ((8, 256, 14, 14), (256, 256, 3, 3), 1, 1), ((8, 512, 7, 7), (512, 512, 3, 3), 1, 1),
-    ((8, 256, 56, 56), (64, 256, 1, 1), 1, 0), ((8, 1024, 14, 14), (256, 1024, 1, 1), 1, 0),
-    ((8, 3, 224, 224), (64, 3, 7, 7), 2, 3), ((8, 128, 56, 56), (128, 128, 3, 3), 2, 1),
-    ((2, 64, 56, 56), (64, 64, 3, 3), 1, 1), ((1, 256, 14, 14), (256, 256, 3, 3), 1, 1),
-    ((4, 32, 32, 32), (32, 32, 3, 3), 1, 1), ((8, 16, 32, 32), (16, 16, 3, 3), 1, 1),
-    ((1, 64, 64, 64), (128, 64, 9, 9), 1, 4), ((1, 16, 64, 64), (32, 16, 9, 9), 1, 0),
-    ((1, 8, 64, 64), (8, 8, 11, 11), 1, 5), ((2, 32, 32, 32), (32, 32, 5, 5), 1, 2),
-    ((4, 64, 28, 28), (64, 64, 5, 5), 2, 2), ((8, 64, 28, 28), (128, 64, 1, 1), 2, 0),
-    ((1, 32, 56, 56), (32, 1, 3, 3), 1, 1, 32), ((1, 64, 28, 28), (64, 8, 3, 3), 1, 1, 8),
-    ((1, 3, 128, 128), (16, 3, 5, 5), 1, 2), ((4, 3, 64, 64), (8, 3, 3, 3), 1, 1),
-    ((1, 1, 256, 256), (1, 1, 3, 3), 1, 1), ((1, 1, 256, 256), (1, 1, 9, 9), 1, 4),
-    ((1, 1, 256, 256), (1, 1, 21, 21), 1, 10),
-    ((1, 1, 512, 512), (1, 1, 3, 3), 1, 1), ((1, 1, 512, 512), (1, 1, 5, 5), 1, 2),
-    ((1, 1, 512, 512), (1, 1, 7, 7), 1, 3), ((1, 1, 512, 512), (1, 1, 11, 11), 1, 5),
-    ((1, 1, 512, 512), (1, 1, 15, 15), 1, 7), ((1, 1, 512, 512), (1, 1, 31, 31), 1, 15),
-    ((1, 1, 1024, 1024), (1, 1, 3, 3), 1, 1), ((1, 1, 1024, 1024), (1, 1, 15, 15), 1, 7),
-    ((4, 1, 128, 128), (4, 1, 7, 7), 1, 3), ((1, 3, 256, 256), (3, 3, 15, 15), 1, 7),
-    ((8, 16, 1000), (32, 16, 3), 1, 1), ((4, 8, 4000), (8, 8, 31), 1, 15), ((1, 1, 100000), (1, 1, 9), 1, 4),
-    ((2, 8, 16, 16, 16), (8, 8, 3, 3, 3), 1, 1), ((1, 4, 32, 32, 32), (4, 4, 5, 5, 5), 1, 2),
-]
-
-SLOW = 0.5  # seconds: a run this slow is timed once
-SETTLE = 0.05
-
-
-def _time(fn, repeat):
-    time.sleep(SETTLE)  # let the previous algorithm's idle BLAS threads stop spinning
-    fn()
-    best = math.inf
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-        if best > SLOW:
-            break
-    return best
-
-
-def _operands(x_shape, w_shape, dtype, rng, rank_one):
-    x = rng.standard_normal(x_shape).astype(dtype)
-    if rank_one:
-        w = np.ones(w_shape)
-        for a, k in enumerate(w_shape[2:]):
-            w = w * rng.standard_normal(w_shape[:2] + (1,) * a + (k,) + (1,) * (len(w_shape) - 3 - a))
-    else:
-        w = rng.standard_normal(w_shape)
-    return x, w.astype(dtype)
-
-
-def _grid_args(entry):
-    x_shape, w_shape, stride, padding = entry[:4]
-    groups = entry[4] if len(entry) > 4 else 1
-    return _params.conv_shape_args(x_shape, w_shape, stride, padding, 1, groups, len(x_shape) - 2)
-
-
-def measure(dtype, repeat, log):
-    """``[(args, {algorithm: seconds})]`` over the grid; separable runs on rank-1 kernels."""
-    rng = np.random.default_rng(0)
-    rows = []
-    for entry in GRID:
-        x_shape, w_shape, stride = entry[:3]
-        args = _grid_args(entry)
-        times = {}
-        for name in conv_module.CANDIDATES:
-            if conv_module._unsupported(name, args):
-                continue
-            x, w = _operands(x_shape, w_shape, dtype, rng, rank_one=name == "separable")
-            algo = conv_module.ALGORITHMS[name]
-            times[name] = _time(lambda: algo.forward(x, w, args), repeat)
-        rows.append((args, times))
-        log(f"{np.dtype(dtype).name} {x_shape} {w_shape} s={stride} " +
-            " ".join(f"{k} {v * 1e3:.2f}ms" for k, v in times.items()))
-    return rows
-
-
-def fit(rows, name):
-    """Non-negative constants minimising the squared relative error of ``name``'s times."""
-    data = [(_cost.features(name, args), t[name]) for args, t in rows if name in t]
-    a = np.array([[f / sec for f in feats] for feats, sec in data])
-    scale = a.max(axis=0)
-    scale[scale == 0] = 1.0
-    theta, _ = scipy.optimize.nnls(a / scale, np.ones(len(data)))
-    return [float(v) for v in theta / scale]
-
-
-def report(rows, constants, dtype, log, verbose=False):
-    """Prediction errors and how often the predicted best is within 1.25x of the measured best."""
-    good = 0
-    if verbose:
-        for args, t in rows:
-            pred = {n: sum(c * f for c, f in zip(constants[n], _cost.features(n, args))) for n in t}
-            log(f"{dtype} N={args.batch} C={args.in_channels} K={args.out_channels} {args.geom.in_size} "
-                f"k={args.geom.kernel} s={args.geom.stride}: " +
-                " ".join(f"{n} {t[n] * 1e3:.2f}/{pred[n] * 1e3:.2f}" for n in t))
-    for name in conv_module.CANDIDATES:
-        errs = [abs(sum(c * f for c, f in zip(constants[name], _cost.features(name, args))) / t[name] - 1)
-                for args, t in rows if name in t]
-        log(f"{dtype} {name:9s} relative error median {np.median(errs):.2f} max {max(errs):.2f}")
-    for args, t in rows:
-        pred = {n: sum(c * f for c, f in zip(constants[n], _cost.features(n, args))) for n in t if n != "separable"}
-        best = min(pred, key=pred.get)
-        measured = {n: v for n, v in t.items() if n != "separable"}
-        good += measured[best] <= 1.25 * min(measured.values())
-    log(f"{dtype}: predicted choice within 1.25x of the fastest on {good}/{len(rows)} shapes")
-
-
-def _cpu_name():
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+from convlab import _cost, _tune
 
 
 def write(constants, path):
-    stamp = f"{_cpu_name()}, {os.cpu_count()} cores, {datetime.date.today()}"
+    stamp = _tune.machine()
     lines = ['"""Cost-model constants (seconds per feature unit, see convlab._cost.FEATURES).',
              'Generated by benchmarks/fit_cost_model.py; rerun it on a new machine."""',
              f"FITTED_ON = {stamp!r}", "CONSTANTS = {"]
@@ -167,17 +36,8 @@ def main(argv=None):
     parser.add_argument("--load", metavar="FILE.json", help="fit saved times instead of measuring")
     parser.add_argument("--verbose", action="store_true", help="print measured/predicted ms per shape")
     opts = parser.parse_args(argv)
-    saved = json.loads(Path(opts.load).read_text()) if opts.load else {}
-    constants, measured = {}, {}
-    for dtype in (np.float32, np.float64):
-        name = np.dtype(dtype).name
-        if opts.load:
-            rows = [(_grid_args(entry), times) for entry, times in zip(GRID, saved[name])]
-        else:
-            rows = measure(dtype, opts.repeat, print)
-        measured[name] = [times for _, times in rows]
-        constants[name] = {algo: fit(rows, algo) for algo in conv_module.CANDIDATES}
-        report(rows, constants[name], name, print, opts.verbose)
+    saved = json.loads(Path(opts.load).read_text()) if opts.load else None
+    constants, measured = _tune.run(opts.repeat, print, verbose=opts.verbose, measured=saved)
     if opts.save:
         Path(opts.save).write_text(json.dumps(measured))
     if not opts.dry_run:

@@ -6,10 +6,8 @@ it is timed; ``extra_info`` holds GFLOP/s (and, for "auto", what it chose).
     pytest benchmarks/ --benchmark-only --benchmark-json=out.json
     python benchmarks/report.py out.json          # the tables of docs/benchmarks.md
 """
-import math
 import os
 import time
-from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
@@ -17,41 +15,14 @@ import scipy.signal
 from conftest import shapes
 
 import convlab
-from convlab import _params
 from convlab import conv as conv_module
+from convlab._harness import Case, scipy_peer, settle, torch_peer
 
 ALGORITHMS = ("naive", "direct", "im2col", "fft", "separable", "winograd", "auto")
 PEERS = ("torch", "scipy.signal.correlate", "scipy.fftconvolve per channel pair")
 NAIVE_MAX_MACS = 3e5  # the loop oracle is only timed on tiny layers
 SLOW_SECONDS = 0.1    # slower methods are timed in fewer rounds, so the suite takes minutes
-# Idle library threads (OpenMP's in torch, OpenBLAS's) spin for a while after a call and
-# slow down whatever runs next on a 2-core machine: each method starts after this pause.
-SETTLE_SECONDS = 0.2
-
-
-@dataclass(frozen=True)
-class Case:
-    name: str
-    x_shape: tuple
-    w_shape: tuple
-    params: dict = field(default_factory=dict)
-    rank_one: bool = False   # a separable kernel, so that "separable" can run
-    backward: bool = False   # also time the backward pass
-
-    @property
-    def args(self):
-        p = self.params
-        return _params.conv_shape_args(self.x_shape, self.w_shape, p.get("stride", 1), p.get("padding", 0),
-                                       p.get("dilation", 1), p.get("groups", 1), len(self.x_shape) - 2)
-
-    @property
-    def macs(self):
-        a = self.args
-        return a.batch * a.out_channels * math.prod(a.geom.out_size) * math.prod(self.w_shape[1:])
-
-    @property
-    def single_channel(self):
-        return self.x_shape[:2] == (1, 1) and self.w_shape[0] == 1
+SETTLE_SECONDS = 0.2  # torch's idle OpenMP threads need longer than the harness's default pause
 
 
 def _resnet(name, c, k, n, ksize, stride=1):
@@ -91,15 +62,7 @@ _operands, _gradients = {}, {}
 def operands(case):
     """float32 ``x, w`` and the float64 direct reference output, made once per case."""
     if case.name not in _operands:
-        rng = np.random.default_rng(0)
-        x = rng.standard_normal(case.x_shape)
-        if case.rank_one:
-            w = np.ones(case.w_shape)
-            for a, k in enumerate(case.w_shape[2:]):
-                w = w * rng.standard_normal(case.w_shape[:2] + (1,) * a + (k,) + (1,) * (len(case.w_shape) - 3 - a))
-        else:
-            w = rng.standard_normal(case.w_shape)
-        w /= math.sqrt(math.prod(case.w_shape[1:]))
+        x, w = case.operands(np.random.default_rng(0))
         ref = _conv(case)(x, w, algorithm="direct", **case.params)
         _operands[case.name] = (x.astype(np.float32), w.astype(np.float32), ref)
     return _operands[case.name]
@@ -138,7 +101,7 @@ def _skip_reason(case, method):
     if method == "separable" and not case.rank_one:
         return "the kernel is not separable"
     if method in conv_module.ALGORITHMS:
-        return conv_module._unsupported(method, case.args)
+        return conv_module.ALGORITHMS[method].supports(case.args)
     if method == "scipy.signal.correlate" and not case.single_channel:
         return "scipy.signal.correlate is timed on single-channel images"
     if method == "scipy.fftconvolve per channel pair" and case.name not in PAIRS:
@@ -148,7 +111,7 @@ def _skip_reason(case, method):
 
 def _time(benchmark, fn, case, kind, method, error, first_seconds):
     if not benchmark.disabled:
-        time.sleep(SETTLE_SECONDS)
+        settle(SETTLE_SECONDS)
     benchmark.group = f"{kind} {case.name}"
     benchmark.extra_info.update(algorithm=method, error=error)
     rounds = 3 if first_seconds > SLOW_SECONDS else 15
@@ -174,27 +137,14 @@ def _torch():
 
 
 def _forward_callable(case, method, x, w):
-    args = case.args
     if method in ALGORITHMS:
         conv = _conv(case)
         return lambda: conv(x, w, algorithm=method, **case.params)
     if method == "torch":
-        torch = _torch()
-        import torch.nn.functional as F
-        fn = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}[args.nd]
-        flat = [v for lo_hi in reversed(args.geom.pad) for v in lo_hi]
-        xt, wt = torch.from_numpy(x), torch.from_numpy(w)
-        symmetric = all(lo == hi for lo, hi in args.geom.pad)
-        pad = tuple(lo for lo, _ in args.geom.pad) if symmetric else 0
-
-        def run():
-            with torch.no_grad():
-                return fn(xt if symmetric else F.pad(xt, flat), wt, stride=args.geom.stride, padding=pad,
-                          dilation=args.geom.dilation, groups=args.groups).numpy()
-        return run
+        _torch()
+        return torch_peer(case, x, w)
     if method == "scipy.signal.correlate":  # its own choice of direct or FFT (method="auto")
-        img, ker = np.pad(x[0, 0], args.geom.pad), w[0, 0]
-        return lambda: scipy.signal.correlate(img, ker, mode="valid")[None, None]
+        return scipy_peer(case, x, w)
     return lambda: _fftconvolve_pairs(x, w)
 
 
@@ -216,7 +166,7 @@ def test_forward(benchmark, case, method):
     y, seconds = _first(run)
     _time(benchmark, run, case, "forward", method, _error(y, ref), seconds)
     if method == "auto":
-        benchmark.extra_info["chosen"] = conv_module._choose(case.args, np.float32, x, w).algorithm
+        benchmark.extra_info["chosen"] = conv_module._choose(case.args, x, w).algorithm
 
 
 # ----------------------------------------------------------------------------- backward
@@ -250,4 +200,4 @@ def test_backward(benchmark, case, method):
     (gx, gw), seconds = _first(run)
     _time(benchmark, run, case, "backward", method, max(_error(gx, ref_gx), _error(gw, ref_gw)), seconds)
     if method == "auto":
-        benchmark.extra_info["chosen"] = conv_module._choose(case.args, np.float32, gy, w).algorithm
+        benchmark.extra_info["chosen"] = conv_module._choose(case.args, gy, w).algorithm

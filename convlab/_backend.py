@@ -1,8 +1,9 @@
 """Array-module detection, the workspace limit, and what backends are available.
 
 NumPy arrays run on the CPU reference; CuPy arrays run on the GPU: through the CUDA kernels
-of the extension ``convlab._C`` where an op has one (:func:`kernels_for`), otherwise through
-the same array-module-generic reference code. convlab never copies between host and device.
+of the extension ``convlab._C`` where an op has one (:func:`kernels_unavailable` is the one
+test that convolution, pooling and im2col make), otherwise through the same
+array-module-generic reference code. convlab never copies between host and device.
 """
 from __future__ import annotations
 
@@ -102,19 +103,32 @@ def _device_error(device_id: int):
     return _device_errors[device_id]
 
 
-def kernels_unavailable(x):
-    """Why the CUDA kernels cannot take array ``x``, or ``None`` when they can."""
+# Spatial dims the kernels take (a 1-d op runs as a 2-d one of height 1).
+KERNEL_DIMS = (1, 2)
+
+
+def dims_unavailable(nd: int):
+    """Why the CUDA kernels cannot serve an op with ``nd`` spatial dims, or ``None``."""
+    if nd in KERNEL_DIMS:
+        return None
+    return (f"there is no {nd}-d CUDA kernel (the kernels take {' or '.join(map(str, KERNEL_DIMS))} spatial "
+            "dims); the reference runs on CuPy arrays instead")
+
+
+def kernels_unavailable(x, nd=None):
+    """Why the CUDA kernels cannot take array ``x`` (of an op with ``nd`` spatial dims, when
+    given), or ``None`` when they can: the one test by which convolution, pooling and im2col
+    reach their kernels."""
+    reason = None if nd is None else dims_unavailable(nd)
+    if reason:
+        return reason
+    if x is None:
+        return "the CUDA kernels need the operands, not only their shapes"
     if _cupy is None or not isinstance(x, _cupy.ndarray):
         return f"the CUDA kernels take CuPy arrays, got {type(x).__module__}.{type(x).__name__}"
     if kernels() is None:
         return _kernels_error
     return _device_error(x.device.id)
-
-
-def kernels_for(x):
-    """The extension module when its kernels can take array ``x`` (a CuPy array on a device it
-    was built for), else ``None``: the one test every GPU dispatch makes."""
-    return kernels() if kernels_unavailable(x) is None else None
 
 
 # ----------------------------------------------------------------------------- info
@@ -123,11 +137,14 @@ def backend_info() -> dict:
     """Which backends, kernels and devices are available here, and why not when not."""
     import scipy
 
+    from . import _cost
+
     info = {
         "numpy": np.__version__,
         "scipy": scipy.__version__,
         "cpu_reference": True,
         "workspace_limit_bytes": _workspace_limit,
+        "cost_model_constants": _cost.constants()[1],
         "cupy": None,
         "cupy_unavailable_reason": None,
         "devices": [],

@@ -5,21 +5,28 @@ Each algorithm's time is a non-negative combination of counts of its work::
     t = sum_i theta[dtype][algorithm][i] * feature_i(shapes)
 
 The features are exact counts for the implementations in :mod:`convlab.reference`
-(multiply-adds, elements written or copied, library calls); the constants ``theta``
-(seconds per unit) are fitted on the machine by ``benchmarks/fit_cost_model.py``, which
-times every algorithm on a grid of shapes and rewrites :mod:`convlab._cost_constants`.
+(multiply-adds, elements written or copied, library calls): for direct and im2col they are
+read from the same :class:`~convlab.reference.phases.Plan` that runs the chunks. The
+constants ``theta`` (seconds per unit) are fitted by timing every algorithm on a grid of
+shapes (:mod:`convlab._tune`): ``convlab tune`` fits them on the user's machine and saves
+them at :func:`user_path`, where :func:`constants` finds them; otherwise the package's
+own, fitted on the machine named in :mod:`convlab._cost_constants`, are used.
 """
 from __future__ import annotations
 
+import functools
+import json
 import math
+import os
+from pathlib import Path
 
 import numpy as np
 
 from . import _cost_constants
+from ._backend import workspace_limit
 from .reference import direct as _direct
 from .reference import fft as _fft
 from .reference import im2col as _im2col
-from .reference import windows as _windows
 from .reference import winograd as _winograd
 
 FEATURES = {
@@ -36,38 +43,29 @@ FEATURES = {
 }
 
 
-def _grid_features(args, bytes_per_column, min_columns, exact=False):
-    """Shared by the two algorithms on the flattened phase grid (:mod:`.reference.direct`)."""
-    p = _direct.plan(args)
-    g, kg = args.groups, args.out_channels // args.groups
-    cg = args.in_channels // g
-    count = p.columns  # computed columns, the grid's cropped cells included, or only the outputs'
-    if exact and _im2col.exact_columns(args, p) is not None:
-        count = p.samples * math.prod(args.geom.out_size)
-    step = max(min_columns, _direct.CACHE_BYTES // max(1, bytes_per_column))
-    chunks = -(-count // step)
-    cols = p.blocks * count
+def _grid_features(p):
+    """Counts of a pass on the phase grid, read from its :class:`.reference.phases.Plan`:
+    multiply-adds, computed columns, taps, copied elements."""
+    a = p.args
     taps = len(p.layout.taps)
-    copied = 0
-    if p.samples > 1 or not _windows.trivial(args.geom):  # else the input is its own phase
-        copied += args.batch * args.in_channels * p.layout.plane * p.layout.phases
-    if p.samples > 1 or p.layout.grid != args.geom.out_size:  # else the output grid is the output
-        copied += args.batch * args.out_channels * p.layout.plane
-    return p, g * kg * cg * taps * cols, cols, chunks, taps, copied
+    macs = a.out_channels * (a.in_channels // a.groups) * taps * p.computed
+    return macs, p.computed, taps, p.copied_in + p.copied_out
 
 
-def features(name, args):
-    """The counts of ``FEATURES[name]`` for the forward pass of ``args`` (a ``ConvArgs``)."""
+def features(name, args, dtype):
+    """The counts of ``FEATURES[name]`` for the forward pass of ``args`` (a ``ConvArgs``) in ``dtype``."""
     geom = args.geom
     n, c, k, g = args.batch, args.in_channels, args.out_channels, args.groups
     cg = c // g
+    itemsize = np.dtype(dtype).itemsize
     if name == "direct":
-        p, macs, cols, chunks, taps, copied = _grid_features(args, 8 * k, _direct.MIN_CHUNK)
-        return (macs, k * taps * cols, taps * chunks * p.blocks * g, copied, 1.0)
+        p = _direct.forward_plan(args, itemsize)
+        macs, cols, taps, copied = _grid_features(p)
+        return (macs, k * taps * cols, taps * p.chunk_count * g, copied, 1.0)
     if name == "im2col":
-        wide = max(_direct.MIN_CHUNK, _im2col.COPY_ELEMENTS // max(1, cg))
-        p, macs, cols, chunks, taps, copied = _grid_features(args, 4 * c * math.prod(geom.kernel), wide, exact=True)
-        return (macs, c * taps * cols, p.blocks * chunks * (taps + g), copied, 1.0)
+        p = _im2col.column_plan(args, itemsize)[0]
+        macs, cols, taps, copied = _grid_features(p)
+        return (macs, c * taps * cols, p.chunk_count * (taps + g), copied, 1.0)
     if name == "fft":
         size = _fft.fft_size(geom)
         cells = math.prod(size)
@@ -91,7 +89,82 @@ def features(name, args):
     raise KeyError(name)
 
 
+# Algorithms outside the model: the loop oracle is for checking and never chosen; a CUDA
+# kernel is chosen whenever it can take the operands.
+UNMODELLED = {"naive": math.inf, "cuda": 0.0}
+
+
 def predict(name, args, dtype):
-    """Predicted seconds of ``name``'s forward pass in ``dtype`` on this machine."""
-    theta = _cost_constants.CONSTANTS[np.dtype(dtype).name][name]
-    return float(sum(t * f for t, f in zip(theta, features(name, args))))
+    """Predicted seconds of ``name``'s forward pass in ``dtype``, with the constants of :func:`constants`."""
+    return _predict(name, args, np.dtype(dtype), workspace_limit())  # the plans depend on the limit
+
+
+@functools.lru_cache(maxsize=4096)
+def _predict(name, args, dtype, limit):
+    if name in UNMODELLED:
+        return UNMODELLED[name]
+    theta = constants()[0][dtype.name][name]
+    return float(sum(t * f for t, f in zip(theta, features(name, args, dtype))))
+
+
+# ----------------------------------------------------------------------------- constants
+
+def user_path() -> Path:
+    """Where ``convlab tune`` saves this machine's constants, and where ``"auto"`` looks for
+    them: ``$CONVLAB_COST_CONSTANTS``, else ``$XDG_CACHE_HOME/convlab/cost_constants.json``
+    (``~/.cache/...``)."""
+    if os.environ.get("CONVLAB_COST_CONSTANTS"):
+        return Path(os.environ["CONVLAB_COST_CONSTANTS"])
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(cache) / "convlab" / "cost_constants.json"
+
+
+_loaded = None
+_loads = 0
+
+
+def version() -> int:
+    """Counts the loads of :func:`constants`: a new number means new constants (for caches)."""
+    constants()
+    return _loads
+
+
+def constants():
+    """``(constants, source)``: this machine's fit when ``convlab tune`` saved a complete one
+    at :func:`user_path`, else the package's (:mod:`convlab._cost_constants`); ``source``
+    says which, and the machine and date of the fit."""
+    global _loaded, _loads
+    if _loaded is None:
+        _loads += 1
+        _loaded = (_cost_constants.CONSTANTS,
+                   f"convlab/_cost_constants.py (shipped; fitted on {_cost_constants.FITTED_ON})")
+        path = user_path()
+        try:
+            saved = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return _loaded
+        if _complete(saved.get("constants") if isinstance(saved, dict) else None):
+            _loaded = (saved["constants"], f"{path} (convlab tune; fitted on {saved.get('fitted_on')})")
+    return _loaded
+
+
+def _complete(table):
+    """Whether ``table`` holds non-negative constants of every feature, dtype and algorithm."""
+    try:
+        return all(len(table[d][name]) == len(names) and all(float(v) >= 0 for v in table[d][name])
+                   for d in ("float32", "float64") for name, names in FEATURES.items())
+    except (KeyError, TypeError, ValueError):
+        return False
+
+
+def save(table, fitted_on, path=None) -> Path:
+    """Save fitted constants where :func:`constants` finds them, and use them from now on."""
+    global _loaded
+    if not _complete(table):
+        raise ValueError("the constants must cover every algorithm of convlab._cost.FEATURES in float32 and float64")
+    path = Path(path) if path else user_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"fitted_on": fitted_on, "constants": table}, indent=1))
+    _loaded = None
+    _predict.cache_clear()
+    return path

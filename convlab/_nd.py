@@ -11,11 +11,20 @@ def specialise(generic, nd: int, name: str):
     whose ``{nd}``, ``{sp}`` (e.g. ``H, W``), ``{ksp}`` (e.g. ``kH, kW``), ``{osp}`` (e.g.
     ``H_out, W_out``) and ``{tsp}`` (e.g. ``tH, tW``) are filled in."""
 
-    def op(*args, **kwargs):
-        return generic(nd, *args, **kwargs)
-
     sig = inspect.signature(generic)
-    op.__signature__ = sig.replace(parameters=list(sig.parameters.values())[1:])
+    public = sig.replace(parameters=list(sig.parameters.values())[1:])
+
+    def op(*args, **kwargs):
+        try:
+            return generic(nd, *args, **kwargs)
+        except TypeError:
+            try:  # a call that does not fit the signature: say so with the public name
+                public.bind(*args, **kwargs)
+            except TypeError as exc:
+                raise TypeError(f"{name}() {exc}") from None
+            raise
+
+    op.__signature__ = public
     op.__name__ = op.__qualname__ = name
     op.__module__ = "convlab"
     sp = SPATIAL[nd]

@@ -222,13 +222,15 @@ def check_shape(a, expected: tuple, name: str, why: str = ""):
 
 @dataclass(frozen=True)
 class ConvArgs:
-    """A validated convolution: its geometry plus the channel bookkeeping."""
+    """A validated convolution: its geometry plus the channel bookkeeping, and the dtype of
+    its operands (``None`` when it was made from shapes alone)."""
 
     geom: Geometry
     batch: int
     in_channels: int
     out_channels: int
     groups: int
+    dtype: object = None
 
     @property
     def nd(self) -> int:
@@ -240,7 +242,7 @@ def conv_args(x, w, b, stride, padding, dilation, groups, nd: int) -> ConvArgs:
     xp = check_array(x, "x")
     check_array(w, "w", xp)
     check_same_dtype(x, w, "x", "w")
-    args = conv_shape_args(tuple(x.shape), tuple(w.shape), stride, padding, dilation, groups, nd)
+    args = conv_shape_args(tuple(x.shape), tuple(w.shape), stride, padding, dilation, groups, nd, x.dtype)
     if b is not None:
         check_array(b, "b", xp)
         check_same_dtype(x, b, "x", "b")
@@ -248,8 +250,8 @@ def conv_args(x, w, b, stride, padding, dilation, groups, nd: int) -> ConvArgs:
     return args
 
 
-def conv_shape_args(x_shape, w_shape, stride, padding, dilation, groups, nd: int) -> ConvArgs:
-    """The shape checks and geometry of :func:`conv_args`, from shapes alone."""
+def conv_shape_args(x_shape, w_shape, stride, padding, dilation, groups, nd: int, dtype=None) -> ConvArgs:
+    """The shape checks and geometry of :func:`conv_args`, from shapes (and a dtype) alone."""
     if len(x_shape) != nd + 2:
         raise ValueError(f"x must have {nd + 2} dims (N, C, *spatial) for a {nd}-d op, got shape {x_shape}")
     if len(w_shape) != nd + 2:
@@ -272,7 +274,7 @@ def conv_shape_args(x_shape, w_shape, stride, padding, dilation, groups, nd: int
     in_size = tuple(int(v) for v in x_shape[2:])
     pad = parse_padding(padding, nd, kernel=kernel, stride=stride, dilation=dilation, in_size=in_size)
     geom = make_geometry(in_size, kernel, stride, dilation, pad)
-    return ConvArgs(geom, int(n_batch), int(c), int(k_out), groups)
+    return ConvArgs(geom, int(n_batch), int(c), int(k_out), groups, None if dtype is None else np.dtype(dtype))
 
 
 def conv_transpose_args(x, w, b, stride, padding, output_padding, groups, dilation, nd: int) -> ConvArgs:
@@ -316,7 +318,7 @@ def conv_transpose_args(x, w, b, stride, padding, output_padding, groups, dilati
         check_array(b, "b", xp)
         check_same_dtype(x, b, "x", "b")
         check_shape(b, (c_out,), "b", f" (one bias per output channel C_out of w {tuple(w.shape)})")
-    return ConvArgs(geom, int(n_batch), int(c_out), int(c_in), groups)
+    return ConvArgs(geom, int(n_batch), int(c_out), int(c_in), groups, x.dtype)
 
 
 def check_grad_y(grad_y, x, expected_shape, name="grad_y"):
@@ -366,7 +368,7 @@ class LocalArgs(ConvArgs):
     """A validated locally connected or tiled convolution: ``tiles`` kernels per spatial axis
     (the output size for a locally connected layer)."""
 
-    tiles: tuple
+    tiles: tuple = ()
 
 
 def local_args(x, w, b, stride, padding, dilation, nd: int, *, tiled: bool) -> LocalArgs:
@@ -403,7 +405,7 @@ def local_args(x, w, b, stride, padding, dilation, nd: int, *, tiled: bool) -> L
         expected = (k_out,) if tiled else (k_out,) + geom.out_size
         check_shape(b, expected, "b", " (one bias per output channel)" if tiled
                     else " (one bias per output channel and position, (K, *out_spatial))")
-    return LocalArgs(geom, n_batch, c, k_out, 1, tiles)
+    return LocalArgs(geom, n_batch, c, k_out, 1, x.dtype, tiles)
 
 
 # ----------------------------------------------------------------------------- pooling

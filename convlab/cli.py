@@ -1,51 +1,17 @@
 """``convlab bench``: time each algorithm and the peers (SciPy, PyTorch) on a default
 workload, check every result against the reference, mark what "auto" chooses, and
-optionally plot time against kernel size on a single-channel image."""
+optionally plot time against kernel size on a single-channel image. Cases, timing and
+peers come from :mod:`convlab._harness`, shared with the benchmark suites."""
 from __future__ import annotations
 
 import argparse
 import math
-import os
 import sys
-import time
-from dataclasses import dataclass
 
 import numpy as np
 
-from . import _params
 from . import conv as _conv
-
-
-@dataclass
-class Case:
-    """One benchmark row: a layer, its floating-point work, and how to run it."""
-
-    name: str
-    x_shape: tuple
-    w_shape: tuple
-    params: dict
-    rank_one: bool = False  # a separable kernel, so that "separable" runs too
-
-    @property
-    def nd(self):
-        return len(self.x_shape) - 2
-
-    def flops(self, out_shape):
-        # two flops (multiply + add) per weight per output position
-        k, cg = self.w_shape[0], self.w_shape[1]
-        return 2.0 * math.prod(out_shape) * cg * math.prod(self.w_shape[2:]) if k else 0.0
-
-    def operands(self, rng):
-        """float64 ``x`` and ``w`` (scaled so that outputs are O(1))."""
-        x = rng.standard_normal(self.x_shape)
-        if self.rank_one:
-            w = np.ones(self.w_shape)
-            for a, k in enumerate(self.w_shape[2:]):
-                w = w * rng.standard_normal(self.w_shape[:2] + (1,) * a + (k,) + (1,) * (self.nd - 1 - a))
-        else:
-            w = rng.standard_normal(self.w_shape)
-        return x, w / math.sqrt(math.prod(self.w_shape[1:]))
-
+from ._harness import PEERS, Case, candidates, time_runs
 
 DEFAULT_CASES = [
     Case("resnet 3x3 64@56 (N=1)", (1, 64, 56, 56), (64, 64, 3, 3), dict(padding=1)),
@@ -61,74 +27,17 @@ DEFAULT_CASES = [
 
 # The loop oracle is only timed where it finishes in about a second.
 NAIVE_MAX_MACS = 2e5
-SETTLE_SECONDS = 0.05
 # The plot: a single-channel image and rank-1 kernels of these sizes (every algorithm runs).
 PLOT_IMAGE = 512
 PLOT_KERNELS = (3, 5, 7, 9, 11, 15, 21, 31)
 
 
-def _best_time(fn, repeat):
-    # Idle library threads (OpenMP's in torch, OpenBLAS's) spin for a while after a call and
-    # would slow down the next contender on a small machine: let them settle first.
-    time.sleep(SETTLE_SECONDS)
-    best = math.inf
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
-
-
-def _args(case):
-    p = case.params
-    return _params.conv_shape_args(case.x_shape, case.w_shape, p.get("stride", 1), p.get("padding", 0),
-                                   p.get("dilation", 1), p.get("groups", 1), case.nd)
-
-
-def _scipy_peer(case, x, w):
-    """``scipy.signal.correlate`` (its own method choice) on single-channel, stride-1 layers."""
-    args = _args(case)
-    if (args.in_channels, args.out_channels) != (1, 1) or any(s != 1 for s in args.geom.stride) \
-            or any(d != 1 for d in args.geom.dilation):
-        return None
-    import scipy.signal
-    img = np.pad(x[0, 0], args.geom.pad)
-    return lambda: scipy.signal.correlate(img, w[0, 0], mode="valid")[None, None]
-
-
-def _torch_peer(case, x, w):
-    """PyTorch's CPU convolution (all cores), when torch is installed."""
-    try:
-        import torch
-        import torch.nn.functional as F
-    except ImportError:
-        return None
-    torch.set_num_threads(os.cpu_count() or 1)
-    args = _args(case)
-    fn = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}[case.nd]
-    flat = [v for lo_hi in reversed(args.geom.pad) for v in lo_hi]
-    xt, wt = torch.from_numpy(x), torch.from_numpy(w)
-
-    def run():
-        with torch.no_grad():
-            return fn(F.pad(xt, flat), wt, stride=args.geom.stride, dilation=args.geom.dilation,
-                      groups=args.groups).numpy()
-    return run
-
-
-PEERS = {"scipy": _scipy_peer, "torch": _torch_peer}
-
-
-def _candidates(case, x, w, conv):
-    """``(name, callable)`` for every algorithm that can serve the case, then the peers."""
-    args = _args(case)
-    macs = case.flops((args.batch, args.out_channels) + args.geom.out_size) / 2
-    for algo, module in _conv.ALGORITHMS.items():
-        if getattr(module, "DEVICE", "cpu") != "cpu" or (algo == "naive" and macs > NAIVE_MAX_MACS):
-            continue
-        if _conv._unsupported(algo, args) or (algo == "separable" and not _conv._is_separable(w)):
-            continue  # it cannot serve this layer (e.g. winograd for 7x7)
-        yield algo, (lambda algo=algo: conv(x, w, algorithm=algo, **case.params))
+def _contenders(case, x, w, conv):
+    """``(name, callable)`` for every algorithm that can serve the case (the registry's own
+    answer), the loop oracle only on tiny layers, then the peers."""
+    for algo in candidates(case, x, w):
+        if algo != "naive" or case.macs <= NAIVE_MAX_MACS:
+            yield algo, (lambda algo=algo: conv(x, w, algorithm=algo, **case.params))
     for name, make in PEERS.items():
         run = make(case, x, w)
         if run is not None:
@@ -140,7 +49,9 @@ def run_bench(cases=DEFAULT_CASES, dtype=np.float32, repeat=3, out=sys.stdout):
     fn = {1: _conv.conv1d, 2: _conv.conv2d, 3: _conv.conv3d}
     rng = np.random.default_rng(0)
     rows = []
-    header = f"{'layer':<30} {'algorithm':<10} {'time ms':>9} {'GFLOP/s':>8} {'max rel err':>11}"
+    header = (f"{'layer':<30} {'algorithm':<10} {'time ms':>9} {'median':>8} {'max':>8} {'GFLOP/s':>8} "
+              f"{'max rel err':>11}")
+    print(f"Convolution forward, {np.dtype(dtype).name}, best of {repeat} runs", file=out)
     print(header, file=out)
     print("-" * len(header), file=out)
     for case in cases:
@@ -149,16 +60,16 @@ def run_bench(cases=DEFAULT_CASES, dtype=np.float32, repeat=3, out=sys.stdout):
         ref = conv(x64, w64, algorithm="direct", **case.params)
         scale = float(np.abs(ref).max()) or 1.0
         x, w = x64.astype(dtype), w64.astype(dtype)
-        chosen = _conv._choose(_args(case), x.dtype, x, w).algorithm
-        flops = case.flops(ref.shape)
-        for name, run in _candidates(case, x, w, conv):
+        chosen = _conv._choose(case.args, x, w).algorithm
+        flops = 2.0 * case.macs
+        for name, run in _contenders(case, x, w, conv):
             err = float(np.abs(np.asarray(run(), dtype=np.float64) - ref).max()) / scale
-            t = _best_time(run, 1 if name == "naive" else repeat)
+            t = time_runs(run, 1 if name == "naive" else repeat, warmup=False)
             mark = "*" if name == chosen else " "
-            rows.append(dict(layer=case.name, algorithm=name, seconds=t, gflops=flops / t / 1e9, error=err,
-                             chosen=name == chosen))
-            print(f"{case.name:<30} {name + mark:<10} {t * 1e3:9.2f} {flops / t / 1e9:8.2f} {err:11.2e}",
-                  file=out)
+            rows.append(dict(layer=case.name, algorithm=name, seconds=t.min, median=t.median, max=t.max,
+                             gflops=flops / t.min / 1e9, error=err, chosen=name == chosen))
+            print(f"{case.name:<30} {name + mark:<10} {t.min * 1e3:9.2f} {t.median * 1e3:8.2f} {t.max * 1e3:8.2f} "
+                  f"{flops / t.min / 1e9:8.2f} {err:11.2e}", file=out)
     print("\n* = the algorithm 'auto' chooses. Errors are relative to the largest output of the "
           "float64 direct reference; scipy and torch are peers, not convlab algorithms.", file=out)
     return rows
@@ -204,17 +115,20 @@ def run_pool_bench(shape=POOL_SHAPE, dtype=np.float32, repeat=3, out=sys.stdout)
     x = rng.standard_normal(shape).astype(dtype)
     x64 = x.astype(np.float64)  # the same values: float32 rounding must not move a maximum
     rows = []
-    header = f"{'pooling op':<30} {'pass':<8} {'impl':<8} {'time ms':>9} {'GB/s':>8} {'max rel err':>11}"
-    print(f"\nPooling on x {tuple(shape)} {np.dtype(dtype).name}", file=out)
+    header = (f"{'pooling op':<30} {'pass':<8} {'impl':<8} {'time ms':>9} {'median':>8} {'max':>8} {'GB/s':>8} "
+              f"{'max rel err':>11}")
+    print(f"\nPooling on x {tuple(shape)} {np.dtype(dtype).name}, best of {repeat} runs", file=out)
     print(header, file=out)
     print("-" * len(header), file=out)
 
     def row(name, direction, impl, fn, ref, nbytes):
         got = fn()
         err = float(np.abs(np.asarray(got, dtype=np.float64) - ref).max()) / (float(np.abs(ref).max()) or 1.0)
-        t = _best_time(fn, repeat)
-        rows.append(dict(op=name, direction=direction, impl=impl, seconds=t, gbps=nbytes / t / 1e9, error=err))
-        print(f"{name:<30} {direction:<8} {impl:<8} {t * 1e3:9.2f} {nbytes / t / 1e9:8.2f} {err:11.2e}", file=out)
+        t = time_runs(fn, repeat, warmup=False)
+        rows.append(dict(op=name, direction=direction, impl=impl, seconds=t.min, median=t.median, max=t.max,
+                         gbps=nbytes / t.min / 1e9, error=err))
+        print(f"{name:<30} {direction:<8} {impl:<8} {t.min * 1e3:9.2f} {t.median * 1e3:8.2f} {t.max * 1e3:8.2f} "
+              f"{nbytes / t.min / 1e9:8.2f} {err:11.2e}", file=out)
 
     for name, forward, backward, peer in _pool_cases():
         y64 = forward(x64)
@@ -241,9 +155,9 @@ def kernel_sweep(size=PLOT_IMAGE, kernels=PLOT_KERNELS, dtype=np.float32, repeat
         case = Case(f"image k={k}", (1, 1, size, size), (1, 1, k, k), dict(padding="same"), rank_one=True)
         x64, w64 = case.operands(rng)
         x, w = x64.astype(dtype), w64.astype(dtype)
-        for name, run in _candidates(case, x, w, _conv.conv2d):
+        for name, run in _contenders(case, x, w, _conv.conv2d):
             if name != "naive":
-                times.setdefault(name, [math.nan] * len(kernels))[i] = _best_time(run, repeat)
+                times.setdefault(name, [math.nan] * len(kernels))[i] = time_runs(run, repeat, warmup=False).min
     return times
 
 
@@ -284,11 +198,34 @@ def run_experiment(parser, args):
     return 0
 
 
+BENCH_HELP = """\
+Times every convolution algorithm that can serve each layer of a default workload, and
+the peers (SciPy, PyTorch on the CPU, when installed), then the pooling ops.
+
+Columns of the convolution table:
+  layer        the layer's name: shapes, kernel, stride (N = batch)
+  algorithm    a convlab algorithm (naive, direct, im2col, fft, separable, winograd) or a
+               peer (scipy, torch); * marks the one algorithm="auto" chooses
+  time ms      the best of --repeat timed runs (one for naive), in milliseconds;
+  median, max  the median and the slowest of those runs (their spread)
+  GFLOP/s      2 * multiply-adds of the convolution / time
+  max rel err  largest difference from the float64 direct result, over its largest value
+
+Columns of the pooling table: the op, forward or backward pass, convlab or torch, time
+(best of --repeat; median and max), GB/s (each operand read or written once / time) and the error
+against convlab's float64 result."""
+
+
 def main(argv=None):
+    from . import __version__
+
     parser = argparse.ArgumentParser(prog="convlab", description="convlab: convolution engine tools")
+    parser.add_argument("--version", action="version", version=f"convlab {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    bench = sub.add_parser("bench", help="time each algorithm on the default workload")
-    bench.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    bench = sub.add_parser("bench", help="time each algorithm on the default workload",
+                           description=BENCH_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    bench.add_argument("--dtype", choices=("float32", "float64"), default="float32",
+                       help="dtype of the operands of every row (default: float32)")
     bench.add_argument("--repeat", type=int, default=3, help="timed runs per algorithm (best is shown)")
     bench.add_argument("--plot", metavar="FILE.png",
                        help="also plot time against kernel size on a single-channel image (needs matplotlib)")
@@ -299,9 +236,27 @@ def main(argv=None):
     exp.add_argument("--out", metavar="DIR", help="where results.json and the figures go "
                                                   "(default results/NAME[-quick])")
     exp.add_argument("--seed", type=int, default=0)
+    tune = sub.add_parser("tune", help="refit the cost model behind algorithm='auto' on this machine",
+                          description="Times every algorithm the cost model covers on a grid of convolutions "
+                                      "(a few minutes on 2 cores), fits the model's constants and saves them "
+                                      "where algorithm='auto' finds them.")
+    tune.add_argument("--repeat", type=int, default=3, help="timed runs per algorithm and shape (best is used)")
+    tune.add_argument("--quick", action="store_true", help="a small grid: seconds, a rough fit")
+    tune.add_argument("--out", metavar="FILE.json",
+                      help="where to save the constants (default: $CONVLAB_COST_CONSTANTS or "
+                           "~/.cache/convlab/cost_constants.json, where 'auto' looks)")
+    tune.add_argument("--dry-run", action="store_true", help="report the fit, save nothing")
     args = parser.parse_args(argv)
     if args.command == "experiment":
         return run_experiment(parser, args)
+    if args.command == "tune":
+        from . import _cost, _tune
+
+        table, _ = _tune.run(max(1, args.repeat), grid=_tune.QUICK_GRID if args.quick else _tune.GRID)
+        if not args.dry_run:
+            path = _cost.save(table, _tune.machine(), args.out)
+            print(f"saved {path}" + ("" if args.out is None or path == _cost.user_path() else
+                                     f" (set CONVLAB_COST_CONSTANTS={path} for 'auto' to use it)"))
     if args.command == "bench":
         if args.plot:
             try:

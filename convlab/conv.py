@@ -1,51 +1,46 @@
 """The convolution family: conv, its backward pass, and the transposed convolution.
 
-All public ``conv{1,2,3}d*`` functions are made from the generic functions here; the
+All public ``conv{1,2,3}d*`` functions are made from the generic functions here. The
 algorithms they dispatch to live in :mod:`convlab.reference` (and :mod:`convlab.cuda.conv`
-for CuPy arrays) and each provides
-``forward(x, w, args)``, ``grad_input(gy, w, args)`` and ``grad_weight(gy, x, args)``,
-and, when it cannot serve every convolution, ``unsupported(args)`` (the reason or None).
+for CuPy arrays); each follows the protocol of :mod:`convlab._protocol`: ``supports(args)``
+says from the shapes why it cannot serve them, ``prepare(x, w, args)`` looks at the operands
+once and returns a ``Prepared`` with ``forward``, ``grad_input``, ``grad_weight`` and
+``cost()``. ``"auto"`` prepares the candidates and runs the cheapest.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
+import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from . import _cost
 from . import _params as P
-from ._backend import get_array_module
+from ._backend import get_array_module, workspace_limit
 from ._nd import family
+from ._protocol import dtype_of, ready
 from .cuda import conv as cuda
 from .reference import direct, fft, im2col, naive, separable, winograd
 
 ALGORITHMS = {"naive": naive, "direct": direct, "im2col": im2col, "fft": fft, "separable": separable,
               "winograd": winograd, "cuda": cuda}
 CHOICES = ("auto",) + tuple(ALGORITHMS)
-# What "auto" chooses among (the loop oracle is for checking only).
-CANDIDATES = tuple(_cost.FEATURES)
 
 
-def _algorithm(name, args, signal, w):
-    """The algorithm module for ``name``; ``signal`` is the array the pass slides over (x, or
-    the output gradient of a transposed pass) and ``w`` the kernel, used by "auto"."""
+def _prepare(name, args, x, w):
+    """Algorithm ``name`` (or ``"auto"``'s choice) prepared for ``args``: ``x`` is the array
+    the pass slides over (the input, or the output gradient of a backward or transposed
+    pass) and ``w`` the kernel. ``ValueError`` saying why when it cannot serve them."""
     if not isinstance(name, str):
         raise TypeError(f"algorithm must be a string, one of {CHOICES}, got {name!r}")
     if name == "auto":
-        return _choose_runner(args, signal.dtype, signal, w)[1]
+        return _choose(args, x, w).prepared
     if name not in ALGORITHMS:
         raise ValueError(f"unknown algorithm {name!r}; expected one of {CHOICES}")
-    reason = _unsupported(name, args)
-    if reason:
-        raise ValueError(reason)
-    return ALGORITHMS[name]
-
-
-def _unsupported(name, args):
-    check = getattr(ALGORITHMS[name], "unsupported", None)
-    return check(args) if check else None
+    return ready(ALGORITHMS[name].prepare(x, w, args))
 
 
 def _flip(w, nd):
@@ -64,10 +59,11 @@ def _sum_bias_grad(gy, nd):
 
 @dataclass(frozen=True)
 class Choice:
-    """What ``algorithm="auto"`` runs for a convolution, and why."""
+    """What ``algorithm="auto"`` runs for a convolution, and why (``prepared``: ready to run)."""
 
     algorithm: str
     reason: str
+    prepared: object = field(default=None, repr=False, compare=False)
 
 
 _measured: dict = {}
@@ -77,77 +73,58 @@ def _key(args, dtype):
     return (args.batch, args.in_channels, args.out_channels, args.groups, args.geom, np.dtype(dtype).name)
 
 
-def _choose(args, dtype, signal=None, w=None):
-    """The cheapest algorithm by the cost model (or by measurement, once measured) that can
-    serve the arguments within its precision guard. Never fails: "direct" serves everything.
-
-    With the operands given, "separable" is considered only for a separable ``w`` and "fft"
-    is costed in float64 when its guard would promote a float32 ``signal``, and dropped
-    for a non-finite one (it would fall back to "direct" anyway)."""
-    return _choose_runner(args, dtype, signal, w)[0]
-
-
-def _choose_runner(args, dtype, signal=None, w=None):
-    """``(Choice, what to run)``: the algorithm module, or the FFT with its guard's decision
-    made (so that the signal is not scanned twice)."""
-    if signal is not None and cuda.unavailable(args, signal) is None:
-        return Choice("cuda", "CuPy arrays and the CUDA extension: the kernels of csrc/conv2d.cu"), cuda
-    measured = _measured.get(_key(args, dtype))
-    if measured is not None and (measured.algorithm != "separable" or _is_separable(w)):
-        return measured, ALGORITHMS[measured.algorithm]
-    dtype = np.dtype(dtype)
-    costs = dict(_predicted(args, dtype))
-    notes, work = [], None
-    while True:
-        best = min(costs, key=costs.get)
-        if best == "separable" and not _is_separable(w):
-            del costs[best]
-            continue
-        if best == "fft" and signal is not None and w is not None and work is None:
-            work = fft.work_dtype(signal, w, args.geom) or "non-finite"
-            if work == "non-finite":
-                notes.append("fft skipped: non-finite operands")
-                del costs[best]
-                continue
-            if work != dtype:
-                notes.append("fft in float64")
-                costs[best] = _cost.predict(best, args, work)
-                continue
-        break
-    ranked = " < ".join(f"{name} {costs[name] * 1e3:.3g} ms" for name in sorted(costs, key=costs.get))
-    choice = Choice(best, "predicted " + ranked + (f" ({'; '.join(notes)})" if notes else ""))
-    return choice, fft.Decided(work) if best == "fft" and work is not None else ALGORITHMS[best]
+def _ranked(args, dtype):
+    """``(estimate, name)`` of every algorithm that can serve ``args`` by shape, cheapest first
+    (registry order among equals): the cost model's prediction from the shapes alone."""
+    return _ranked_with(args, np.dtype(dtype), _cost.version(), workspace_limit())
 
 
 @functools.lru_cache(maxsize=1024)
-def _predicted(args, dtype):
-    """The cost model's predicted seconds of every candidate that can serve ``args`` (by shape)."""
-    return tuple((name, _cost.predict(name, args, dtype)) for name in CANDIDATES if not _unsupported(name, args))
+def _ranked_with(args, dtype, constants, limit):
+    """:func:`_ranked` for the cost model's ``constants`` (their version) and workspace ``limit``."""
+    costs = [(_cost.predict(name, args, dtype), name) for name, module in ALGORITHMS.items()
+             if not module.supports(args)]
+    return tuple(sorted(costs, key=lambda c: c[0]))
 
 
-_separable_memo: dict = {}
-MEMO_BYTES = 1 << 16
+def _choose(args, x=None, w=None) -> Choice:
+    """What ``"auto"`` runs on operands ``x`` and ``w`` (see :func:`_prepare`; ``None`` when
+    only the shape is known): the measured choice for these shapes when there is one and it
+    can serve the operands, else the prepared algorithm of least predicted cost.
+
+    Candidates are prepared cheapest estimate first, and the search stops at the first
+    estimate that cannot beat the best prepared cost (preparing does not lower a cost: it
+    can only promote the FFT to float64), so the operands are looked at only by the
+    algorithms that may win. A candidate that cannot serve the operands, or hands them to
+    another algorithm, drops out. Never fails: "direct" serves everything."""
+    dtype = dtype_of(x, w, args)
+    measured = _measured.get(_key(args, dtype))
+    if measured is not None:
+        prepared = ALGORITHMS[measured.algorithm].prepare(x, w, args)
+        if not isinstance(prepared, str) and prepared.name == measured.algorithm:
+            return dataclasses.replace(measured, prepared=prepared)
+    ranked = _ranked(args, dtype)
+    costs = {name: estimate for estimate, name in ranked if math.isfinite(estimate)}
+    best, notes = None, []
+    for estimate, name in ranked:
+        if best is not None and estimate >= costs[best.name]:
+            break
+        prepared = ALGORITHMS[name].prepare(x, w, args)
+        if isinstance(prepared, str) or prepared.name != name:
+            costs.pop(name, None)
+            notes += [prepared.note] if not isinstance(prepared, str) and prepared.note else []
+            continue
+        costs[name] = prepared.cost()
+        notes += [prepared.note] if prepared.note else []
+        if best is None or costs[name] < costs[best.name]:
+            best = prepared
+    ranking = " < ".join(f"{name} {costs[name] * 1e3:.3g} ms" for name in sorted(costs, key=costs.get))
+    return Choice(best.name, "predicted " + ranking + (f" ({'; '.join(notes)})" if notes else ""), best)
 
 
-def _is_separable(w):
-    """Whether ``w`` is separable within tolerance; small kernels' answers are remembered by
-    content (auto asks on every call, and a layer keeps its kernel)."""
-    if w is None:
-        return False
-    key = (w.shape, w.dtype.str, w.tobytes()) if w.nbytes <= MEMO_BYTES and isinstance(w, np.ndarray) else None
-    if key in _separable_memo:
-        return _separable_memo[key]
-    answer = separable.factor(w)[1] <= separable.rtol(w.dtype)
-    if key is not None:
-        if len(_separable_memo) >= 256:
-            _separable_memo.clear()
-        _separable_memo[key] = answer
-    return answer
-
-
-def _time_once(algo, x, w, args):
+def _time_once(prepared, x, w):
     t0 = time.perf_counter()
-    algo.forward(x, w, args)
+    prepared.forward(x, w)
     return time.perf_counter() - t0
 
 
@@ -157,30 +134,34 @@ def choose_algorithm(x_shape, w_shape, stride=1, padding=0, dilation=1, groups=1
 
     ``x_shape`` is ``(N, C, *n)`` and ``w_shape`` ``(K, C/groups, *k)``; the number of
     spatial dims is taken from them. The choice minimises the cost model's predicted time
-    (constants fitted on this machine, see docs/algorithms.md) over the algorithms that
-    can serve the arguments; "separable" is considered only when the kernel ``w`` is given
-    and separable. With ``measure=True`` each candidate is timed once on random data of
-    these shapes and the fastest is cached per shape: later ``"auto"`` calls use it.
+    over the algorithms that can serve the arguments (docs/algorithms.md; the constants in
+    use, and the machine and date they were fitted on, are ``convlab._cost.constants()``:
+    this machine's when ``convlab tune`` has been run, else the package's). "separable" is
+    considered only when the kernel ``w`` is given and separable. With ``measure=True`` each candidate is timed once on random data of these shapes and
+    the fastest is cached per shape: later ``"auto"`` calls use it.
     """
     x_shape, w_shape = tuple(x_shape), tuple(w_shape)
     nd = len(x_shape) - 2
     if nd not in (1, 2, 3):
         raise ValueError(f"x_shape must have 3 to 5 dims (N, C, *spatial), got {x_shape}")
-    args = P.conv_shape_args(x_shape, w_shape, stride, padding, dilation, groups, nd)
     dtype = np.dtype(dtype)
     if dtype not in P.FLOAT_DTYPES:
         raise TypeError(f"dtype must be float32 or float64, got {dtype}")
+    args = P.conv_shape_args(x_shape, w_shape, stride, padding, dilation, groups, nd, dtype)
     if w is not None:
         P.check_shape(w, w_shape, "w")
     if not measure:
-        return _choose(args, dtype, w=w)
+        return dataclasses.replace(_choose(args, None, w), prepared=None)
     key = _key(args, dtype)
     if key not in _measured:
         rng = np.random.default_rng(0)
         x = rng.standard_normal(x_shape).astype(dtype)
         wt = rng.standard_normal(w_shape).astype(dtype) if w is None else w.astype(dtype)
-        times = {name: _time_once(ALGORITHMS[name], x, wt, args) for name in CANDIDATES
-                 if not _unsupported(name, args) and (name != "separable" or _is_separable(wt))}
+        times = {}
+        for name, module in ALGORITHMS.items():
+            prepared = module.prepare(x, wt, args)
+            if not isinstance(prepared, str) and prepared.name == name and math.isfinite(prepared.cost()):
+                times[name] = _time_once(prepared, x, wt)
         best = min(times, key=times.get)
         _measured[key] = Choice(best, "measured: " + ", ".join(f"{k} {v * 1e3:.3g} ms" for k, v in times.items()))
     return _measured[key]
@@ -213,7 +194,7 @@ def conv(nd, x, w, b=None, stride=1, padding=0, dilation=1, groups=1, *, flip=Fa
     if not isinstance(flip, bool):
         raise TypeError(f"flip must be a bool, got {flip!r}")
     wf = _flip(w, nd) if flip else w
-    y = _algorithm(algorithm, args, x, wf).forward(x, wf, args)
+    y = _prepare(algorithm, args, x, wf).forward(x, wf)
     if b is not None:
         y += _bias_view(b, nd)
     return y
@@ -239,9 +220,9 @@ def conv_backward(nd, grad_y, x, w, b=None, stride=1, padding=0, dilation=1, gro
     P.check_grad_y(grad_y, x, (args.batch, args.out_channels) + args.geom.out_size)
     need_x, need_w, need_b = P.needs(needs, b)
     wf = _flip(w, nd) if flip else w
-    algo = _algorithm(algorithm, args, grad_y, wf) if need_x or need_w else None
-    gx = algo.grad_input(grad_y, wf, args) if need_x else None
-    gw = algo.grad_weight(grad_y, x, args) if need_w else None
+    algo = _prepare(algorithm, args, grad_y, wf) if need_x or need_w else None
+    gx = algo.grad_input(grad_y, wf) if need_x else None
+    gw = algo.grad_weight(grad_y, x) if need_w else None
     if flip and need_w:
         gw = get_array_module(gw).ascontiguousarray(_flip(gw, nd))
     gb = _sum_bias_grad(grad_y, nd) if need_b else None
@@ -267,7 +248,7 @@ def conv_transpose(nd, x, w, b=None, stride=1, padding=0, output_padding=0, grou
     (smaller than the stride or the dilation) adds cells at the high end of each axis.
     """
     args = P.conv_transpose_args(x, w, b, stride, padding, output_padding, groups, dilation, nd)
-    y = _algorithm(algorithm, args, x, w).grad_input(x, w, args)
+    y = _prepare(algorithm, args, x, w).grad_input(x, w)
     if b is not None:
         y += _bias_view(b, nd)
     return y
@@ -288,9 +269,9 @@ def conv_transpose_backward(nd, grad_y, x, w, b=None, stride=1, padding=0, outpu
     args = P.conv_transpose_args(x, w, b, stride, padding, output_padding, groups, dilation, nd)
     P.check_grad_y(grad_y, x, (args.batch, args.in_channels) + args.geom.in_size)
     need_x, need_w, need_b = P.needs(needs, b)
-    algo = _algorithm(algorithm, args, grad_y, w) if need_x or need_w else None
-    gx = algo.forward(grad_y, w, args) if need_x else None
-    gw = algo.grad_weight(x, grad_y, args) if need_w else None
+    algo = _prepare(algorithm, args, grad_y, w) if need_x or need_w else None
+    gx = algo.forward(grad_y, w) if need_x else None
+    gw = algo.grad_weight(x, grad_y) if need_w else None
     gb = _sum_bias_grad(grad_y, nd) if need_b else None
     return gx, gw, gb
 

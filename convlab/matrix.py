@@ -6,8 +6,8 @@ import math
 import numpy as np
 
 from . import _params as P
-from ._backend import kernels_for
-from .cuda import matrix as cuda
+from ._backend import kernels_unavailable
+from .cuda import matrix as cuda_matrix
 from .reference.im2col import col2im_into, patch_matrix
 from .reference.windows import pad, taps, unpad
 
@@ -33,8 +33,8 @@ def im2col(x, kernel_size, stride=1, padding=0, dilation=1):
         raise ValueError(f"x must have at least 3 dims (N, C, *spatial), got shape {tuple(x.shape)}")
     nd = x.ndim - 2
     geom = _window_geometry(tuple(x.shape[2:]), kernel_size, stride, padding, dilation, nd)
-    if nd <= 2 and kernels_for(x):
-        return cuda.im2col(x, geom)
+    if kernels_unavailable(x, nd) is None:
+        return cuda_matrix.im2col(x, geom)
     xpad = pad(x, geom)
     cols = patch_matrix(xpad.reshape(xpad.shape[:1] + (1,) + xpad.shape[1:]), geom)
     return cols.reshape(x.shape[0], -1, cols.shape[-1])
@@ -48,6 +48,10 @@ def col2im(cols, output_size, kernel_size, stride=1, padding=0, dilation=1):
     xp = P.check_array(cols, "cols")
     if not isinstance(output_size, (tuple, list)) or not output_size:
         raise TypeError(f"output_size must be a tuple of spatial sizes, got {output_size!r}")
+    if isinstance(kernel_size, (tuple, list)) and len(kernel_size) != len(output_size):
+        raise ValueError(f"output_size must hold the {len(kernel_size)} spatial sizes of the image, one per "
+                         f"kernel_size entry {tuple(kernel_size)}, got {tuple(output_size)} (the spatial size "
+                         "only, not the (N, C, *spatial) shape)")
     output_size = P.ntuple(tuple(output_size), len(output_size), "output_size", minimum=1)
     nd = len(output_size)
     geom = _window_geometry(output_size, kernel_size, stride, padding, dilation, nd)
@@ -56,8 +60,8 @@ def col2im(cols, output_size, kernel_size, stride=1, padding=0, dilation=1):
         raise ValueError(f"cols must have shape (N, C*{kk}, {length}) for output_size {output_size} and "
                          f"kernel {geom.kernel}, got {tuple(cols.shape)}")
     n, c = cols.shape[0], cols.shape[1] // kk
-    if nd <= 2 and kernels_for(cols):
-        return cuda.col2im(cols, geom, n, c)
+    if kernels_unavailable(cols, nd) is None:
+        return cuda_matrix.col2im(cols, geom, n, c)
     gpad = xp.zeros((n, 1, c) + geom.padded_size, dtype=cols.dtype)
     col2im_into(gpad, cols.reshape(n, 1, c * kk, length), geom)
     return xp.ascontiguousarray(unpad(gpad, geom)).reshape((n, c) + output_size)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 
 from . import _params as P
-from ._backend import get_array_module, kernels_for
+from ._backend import get_array_module, kernels_unavailable
 from ._nd import family
 from .reference import pool as ref
 
@@ -21,7 +21,7 @@ def _contiguous(a):
 def _kernel(x, geom):
     """:mod:`convlab.cuda.pool` when a CUDA kernel serves this pool (a CuPy array the built
     extension can take, 1 or 2 spatial dims), else None: the reference runs, on the GPU too."""
-    if geom.nd > 2 or kernels_for(x) is None:
+    if kernels_unavailable(x, geom.nd) is not None:
         return None
     from .cuda import pool as cuda_pool
 
@@ -55,8 +55,9 @@ def max_pool(nd, x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=F
     """
     geom = P.pool_args(x, kernel_size, stride, padding, dilation, ceil_mode, nd)
     indices = P.boolean(return_indices, "return_indices")
-    if _kernel(x, geom):
-        return _kernel(x, geom).max_pool2d(x, geom, return_indices=indices)
+    kernel = _kernel(x, geom)
+    if kernel:
+        return kernel.max_pool2d(x, geom, return_indices=indices)
     if indices:
         y, arg = ref.max_pool_argmax(x, geom)
         return y, ref.plane_index(arg, geom)
@@ -76,8 +77,9 @@ def max_pool_backward(nd, grad_y, x, kernel_size, stride=None, padding=0, dilati
     _grad_y(grad_y, x, geom.out_size)
     if indices is not None:
         return ref.scatter_planes(grad_y, P.pool_indices(indices, grad_y, geom.in_size), geom.in_size)
-    if _kernel(x, geom):
-        return _kernel(x, geom).max_pool2d_backward(grad_y, x, geom)
+    kernel = _kernel(x, geom)
+    if kernel:
+        return kernel.max_pool2d_backward(grad_y, x, geom)
     return _contiguous(ref.max_pool_grad(grad_y, x, geom))
 
 
@@ -99,8 +101,9 @@ def avg_pool(nd, x, kernel_size, stride=None, padding=0, ceil_mode=False, count_
     geom = P.pool_args(x, kernel_size, stride, padding, 1, ceil_mode, nd)
     include = P.boolean(count_include_pad, "count_include_pad")
     divisor = P.divisor_override(divisor_override)
-    if _kernel(x, geom):
-        return _kernel(x, geom).avg_pool2d(x, geom, include, divisor)
+    kernel = _kernel(x, geom)
+    if kernel:
+        return kernel.avg_pool2d(x, geom, include, divisor)
     return ref.avg_pool(x, geom, include, divisor)
 
 
@@ -114,8 +117,9 @@ def avg_pool_backward(nd, grad_y, x, kernel_size, stride=None, padding=0, ceil_m
     _grad_y(grad_y, x, geom.out_size)
     include = P.boolean(count_include_pad, "count_include_pad")
     divisor = P.divisor_override(divisor_override)
-    if _kernel(x, geom):
-        return _kernel(x, geom).avg_pool2d_backward(grad_y, x, geom, include, divisor)
+    kernel = _kernel(x, geom)
+    if kernel:
+        return kernel.avg_pool2d_backward(grad_y, x, geom, include, divisor)
     return _contiguous(ref.avg_pool_grad(grad_y, geom, include, divisor))
 
 
@@ -134,8 +138,9 @@ def lp_pool(nd, x, p, kernel_size, stride=None, padding=0, ceil_mode=False):
     """
     p = P.lp_norm(p)
     geom = P.pool_args(x, kernel_size, stride, padding, 1, ceil_mode, nd)
-    if _kernel(x, geom) and math.isfinite(p):  # the kernel has no p = inf
-        return _kernel(x, geom).lp_pool2d(x, p, geom)
+    kernel = _kernel(x, geom)
+    if kernel and math.isfinite(p):  # the kernel has no p = inf
+        return kernel.lp_pool2d(x, p, geom)
     return ref.lp_pool(x, p, geom)
 
 
@@ -148,8 +153,9 @@ def lp_pool_backward(nd, grad_y, x, p, kernel_size, stride=None, padding=0, ceil
     p = P.lp_norm(p)
     geom = P.pool_args(x, kernel_size, stride, padding, 1, ceil_mode, nd)
     _grad_y(grad_y, x, geom.out_size)
-    if _kernel(x, geom) and math.isfinite(p):
-        return _kernel(x, geom).lp_pool2d_backward(grad_y, x, p, geom)
+    kernel = _kernel(x, geom)
+    if kernel and math.isfinite(p):
+        return kernel.lp_pool2d_backward(grad_y, x, p, geom)
     return _contiguous(ref.lp_pool_grad(grad_y, x, p, geom))
 
 

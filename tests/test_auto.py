@@ -2,7 +2,7 @@
 algorithm's precision guard, uses what it measured, and its cost model is complete."""
 import numpy as np
 import pytest
-from fast_cases import CONV, args_of, naive_all
+from oracles import CONV, args_of, conv_problems, naive_all
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -11,40 +11,16 @@ from convlab import _cost, _cost_constants
 from convlab import conv as conv_module
 
 
-@st.composite
-def conv_problems(draw):
-    nd = draw(st.integers(1, 3))
-    groups = draw(st.integers(1, 3))
-    cg, kg = draw(st.integers(1, 3)), draw(st.integers(1, 3))
-    kernel = tuple(draw(st.integers(1, 4)) for _ in range(nd))
-    dilation = tuple(draw(st.integers(1, 2)) for _ in range(nd))
-    stride = tuple(draw(st.integers(1, 3)) for _ in range(nd))
-    pad = tuple((draw(st.integers(0, 2)), draw(st.integers(0, 2))) for _ in range(nd))
-    span = tuple(d * (k - 1) + 1 for k, d in zip(kernel, dilation))
-    size = tuple(max(1, s - lo - hi + draw(st.integers(0, 4))) for s, (lo, hi) in zip(span, pad))
-    padding = draw(st.sampled_from([pad, "same", "valid", "full"]))
-    if padding == "same":
-        stride = (1,) * nd  # keeps the drawn size valid whatever the padding
-    if padding == "valid":
-        size = tuple(max(n, s) for n, s in zip(size, span))
-    batch = draw(st.integers(1, 2))
-    dtype = draw(st.sampled_from([np.float32, np.float64]))
-    separable = draw(st.booleans())
-    return dict(x_shape=(batch, cg * groups) + size, w_shape=(kg * groups, cg) + kernel, dtype=dtype,
-                params=dict(stride=stride, padding=padding, dilation=dilation, groups=groups), separable=separable)
-
-
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(conv_problems(), st.integers(0, 2 ** 16))
-def test_auto_never_fails_and_matches_the_oracle(problem, seed):
+@given(conv_problems(), st.sampled_from([np.float32, np.float64]), st.booleans(), st.integers(0, 2 ** 16))
+def test_auto_never_fails_and_matches_the_oracle(problem, dtype, separable, seed):
+    nd, x_shape, w_shape, params = problem
     rng = np.random.default_rng(seed)
-    dtype, params = problem["dtype"], problem["params"]
-    x = rng.standard_normal(problem["x_shape"]).astype(dtype)
-    w = rng.standard_normal(problem["w_shape"])
-    if problem["separable"]:  # a rank-1 kernel, so that "separable" is a candidate too
+    x = rng.standard_normal(x_shape).astype(dtype)
+    w = rng.standard_normal(w_shape)
+    if separable:  # a rank-1 kernel, so that "separable" is a candidate too
         w = np.ones_like(w) * rng.standard_normal(w.shape[:2] + (1,) * (w.ndim - 2))
     w = w.astype(dtype)
-    nd = x.ndim - 2
     y = getattr(convlab, CONV[nd])(x, w, algorithm="auto", **params)
     gy = rng.standard_normal(y.shape).astype(dtype)
     gx, gw, _ = getattr(convlab, CONV[nd] + "_backward")(gy, x, w, algorithm="auto", **params)
@@ -54,8 +30,8 @@ def test_auto_never_fails_and_matches_the_oracle(problem, seed):
         assert ours.dtype == dtype and ours.shape == theirs.shape
         np.testing.assert_allclose(ours, theirs, rtol=tol, atol=tol * max(1.0, np.abs(theirs).max()))
     choice = convlab.choose_algorithm(x.shape, w.shape, dtype=dtype, w=w, **params)
-    assert conv_module._unsupported(choice.algorithm, args_of(x, w, params)) is None
-    assert choice.algorithm in conv_module.CANDIDATES and choice.reason.startswith("predicted")
+    assert conv_module.ALGORITHMS[choice.algorithm].supports(args_of(x, w, params)) is None
+    assert choice.algorithm in _cost.FEATURES and choice.reason.startswith("predicted")
 
 
 def test_auto_costs_fft_in_float64_when_the_guard_would_promote():
@@ -63,10 +39,10 @@ def test_auto_costs_fft_in_float64_when_the_guard_would_promote():
     x = rng.standard_normal((1, 1, 256, 256)).astype(np.float32)
     w = rng.standard_normal((1, 1, 31, 31)).astype(np.float32)
     args = args_of(x, w, dict(padding="same"))
-    plain = conv_module._choose(args, np.float32, x, w)
+    plain = conv_module._choose(args, x, w)
     assert plain.algorithm == "fft" and "float64" not in plain.reason
     x[..., :128] *= 1e5  # two regions five orders apart: float32 transforms cannot serve
-    guarded = conv_module._choose(args, np.float32, x, w)
+    guarded = conv_module._choose(args, x, w)
     assert "fft in float64" in guarded.reason
     f64 = _cost.predict("fft", args, np.float64)
     assert f"fft {f64 * 1e3:.3g} ms" in guarded.reason
@@ -77,8 +53,9 @@ def test_auto_skips_fft_for_nonfinite_input():
     x = rng.standard_normal((1, 1, 128, 128))
     w = rng.standard_normal((1, 1, 25, 25))
     x[0, 0, 3, 3] = np.nan
-    choice = conv_module._choose(args_of(x, w, {}), np.float64, x, w)
-    assert choice.algorithm != "fft" and "fft skipped: non-finite" in choice.reason
+    choice = conv_module._choose(args_of(x, w, {}), x, w)
+    assert choice.algorithm != "fft" and "fft hands non-finite operands to direct" in choice.reason
+    assert "fft " not in choice.reason.split("(")[0]  # not ranked: it would not run
     y = convlab.conv2d(x, w, algorithm="auto")
     assert np.isnan(y[0, 0, :4, :4]).all() and np.isfinite(y[0, 0, 4:, 4:]).all()
 
@@ -109,9 +86,11 @@ def test_measured_choice_is_cached_and_used_by_auto(monkeypatch):
         assert name in choice.reason
     assert convlab.choose_algorithm(x_shape, w_shape, padding=1, dtype="float64", measure=True) is choice
     x, w = np.zeros(x_shape), np.zeros(w_shape)
-    assert conv_module._choose(args_of(x, w, dict(padding=1)), np.float64, x, w) is choice
+    auto = conv_module._choose(args_of(x, w, dict(padding=1)), x, w)
+    assert auto == choice and auto.prepared.name == choice.algorithm
     # float32 is a different entry.
-    assert conv_module._choose(args_of(x, w, dict(padding=1)), np.float32, x, w).reason.startswith("predicted")
+    x, w = x.astype(np.float32), w.astype(np.float32)
+    assert conv_module._choose(args_of(x, w, dict(padding=1)), x, w).reason.startswith("predicted")
 
 
 def test_choose_algorithm_checks_its_arguments():
@@ -128,7 +107,7 @@ def test_cost_model_constants_cover_every_candidate():
             assert len(theta) == len(feats) and all(t >= 0 for t in theta), (dtype, name)
     x, w = np.zeros((2, 3, 9, 9)), np.zeros((4, 3, 3, 3))
     args = args_of(x, w, dict(padding=1))
-    assert all(_cost.predict(name, args, np.float32) > 0 for name in conv_module.CANDIDATES)
+    assert all(_cost.predict(name, args, np.float32) > 0 for name in _cost.FEATURES)
 
 
 def test_auto_scans_the_fft_signal_once(monkeypatch):
@@ -144,3 +123,19 @@ def test_auto_scans_the_fft_signal_once(monkeypatch):
     y = convlab.conv2d(x, w, padding="same")
     assert len(calls) == 1
     np.testing.assert_allclose(y, convlab.conv2d(x, w, padding="same", algorithm="direct"), rtol=1e-4, atol=1e-4)
+
+
+def test_auto_factors_a_separable_kernel_once(monkeypatch):
+    from convlab.reference import separable
+    calls = []
+    real = separable.factor
+    monkeypatch.setattr(separable, "factor", lambda w: calls.append(1) or real(w))
+    monkeypatch.setattr(separable, "_factored", {})
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((1, 1, 512, 512))
+    w = np.outer(rng.standard_normal(15), rng.standard_normal(15))[None, None]
+    y = convlab.conv2d(x, w, padding="same")
+    assert len(calls) == 1  # the choice and the run share one factorisation
+    assert conv_module._choose(args_of(x, w, dict(padding="same")), x, w).algorithm == "separable"
+    assert len(calls) == 1  # small kernels are remembered by content
+    np.testing.assert_allclose(y, convlab.conv2d(x, w, padding="same", algorithm="direct"), atol=1e-10)

@@ -51,3 +51,21 @@ def test_plot_without_matplotlib_says_what_to_install(monkeypatch, capsys):
     with pytest.raises(SystemExit):
         cli.main(["bench", "--plot", "out.png"])
     assert "--plot needs matplotlib" in capsys.readouterr().err
+
+
+def test_bench_rows_show_the_spread_of_the_repeats():
+    rows = cli.run_bench([cli.Case("tiny", (1, 2, 7, 7), (3, 2, 3, 3), dict(padding=1))], repeat=3, out=io.StringIO())
+    assert all(r["seconds"] <= r["median"] <= r["max"] for r in rows)
+    pool = cli.run_pool_bench(shape=(1, 2, 8, 8), repeat=3, out=io.StringIO())
+    assert all(r["seconds"] <= r["median"] <= r["max"] for r in pool)
+
+
+def test_harness_times_the_repeats_and_stops_slow_ones():
+    from convlab import _harness
+
+    calls = []
+    timing = _harness.time_runs(lambda: calls.append(1), 4)
+    assert len(calls) == 5 and timing.min <= timing.median <= timing.max  # one untimed warm-up run
+    calls.clear()
+    _harness.time_runs(lambda: calls.append(1), 4, slow=0.0, warmup=False)
+    assert len(calls) == 1  # the first run is already slower than 0 s

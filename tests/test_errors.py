@@ -106,3 +106,20 @@ def test_mixed_array_modules_are_rejected():
 
     with pytest.raises(TypeError, match="x must be a NumPy or CuPy array, got NotAnArray"):
         conv2d(NotAnArray(), W)
+
+
+def test_unexpected_arguments_name_the_public_function():
+    with pytest.raises(TypeError, match=r"^conv2d\(\) got an unexpected keyword argument 'padding_mode'"):
+        conv2d(X, W, padding_mode="reflect")
+    with pytest.raises(TypeError, match=r"^conv_transpose2d\(\) missing a required argument: 'w'"):
+        conv_transpose2d(X)
+    with pytest.raises(TypeError, match=r"^max_pool1d\(\) too many positional arguments"):
+        convlab.max_pool1d(np.zeros((1, 1, 8)), 2, 2, 0, 1, False, False, 3)
+    with pytest.raises(TypeError, match="x must be float32 or float64"):  # errors from inside pass through
+        conv2d(X.astype(np.int32), W)
+
+
+def test_col2im_output_size_is_the_spatial_size():
+    with pytest.raises(ValueError, match=r"output_size must hold the 2 spatial sizes .* got \(1, 1, 6, 6\) \(the "
+                                         r"spatial size only, not the \(N, C, \*spatial\) shape\)"):
+        convlab.col2im(np.zeros((1, 9, 16)), (1, 1, 6, 6), (3, 3))

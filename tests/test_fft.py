@@ -1,43 +1,15 @@
-"""algorithm="fft": the loop oracle, PyTorch, SciPy, finite differences, the precision guard, NaN."""
+"""algorithm="fft": SciPy, the transposed convolution, the precision guard, NaN (the loop oracle,
+PyTorch and finite differences: test_conv_matrix.py)."""
 import itertools
 import math
 
 import numpy as np
 import pytest
 import scipy.signal
-from fast_cases import CASES, CONV, IDS, args_of, assert_close, naive_all, operands, torch_conv
+from oracles import args_of, assert_close, operands
 
 import convlab
 from convlab.reference import direct, fft
-
-
-@pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("name,x_shape,w_shape,params", CASES, ids=IDS)
-def test_fft_matches_loop_oracle(name, x_shape, w_shape, params, dtype):
-    x, w = operands(x_shape, w_shape, dtype)
-    nd = len(x_shape) - 2
-    y = getattr(convlab, CONV[nd])(x, w, algorithm="fft", **params)
-    gy = np.random.default_rng(1).standard_normal(y.shape).astype(dtype)
-    ref_y, ref_gx, ref_gw = naive_all(x, w, gy, params)
-    gx, gw, _ = getattr(convlab, CONV[nd] + "_backward")(gy, x, w, algorithm="fft", **params)
-    red = math.prod(w_shape[1:])
-    assert_close(y, ref_y, dtype, red)
-    assert_close(gx, ref_gx, dtype, red)
-    assert_close(gw, ref_gw, dtype, math.prod(y.shape) / y.shape[1])
-
-
-@pytest.mark.parametrize("name,x_shape,w_shape,params", CASES[::3], ids=IDS[::3])
-def test_fft_matches_torch(name, x_shape, w_shape, params):
-    x, w = operands(x_shape, w_shape)
-    nd = len(x_shape) - 2
-    y = getattr(convlab, CONV[nd])(x, w, algorithm="fft", **params)
-    gy = np.random.default_rng(2).standard_normal(y.shape)
-    peer = torch_conv(x, w, params, gy)
-    if peer is None:
-        pytest.skip("torch is not installed")
-    gx, gw, _ = getattr(convlab, CONV[nd] + "_backward")(gy, x, w, algorithm="fft", **params)
-    for ours, theirs in zip((y, gx, gw), peer):
-        np.testing.assert_allclose(ours, theirs, rtol=1e-9, atol=1e-9)
 
 
 @pytest.mark.parametrize("mode", ["full", "valid"])
@@ -48,18 +20,6 @@ def test_fft_single_channel_matches_scipy(mode):
     np.testing.assert_allclose(y, scipy.signal.correlate(img, ker, mode=mode, method="direct"), atol=1e-11)
     z = convlab.conv2d(img[None, None], ker[None, None], padding=mode, algorithm="fft", flip=True)[0, 0]
     np.testing.assert_allclose(z, scipy.signal.convolve(img, ker, mode=mode, method="direct"), atol=1e-11)
-
-
-@pytest.mark.parametrize("nd,params", [(1, dict(stride=2, dilation=2, padding=(1,))),
-                                       (2, dict(stride=(2, 1), padding=((1, 0), (0, 2)), groups=2)),
-                                       (3, dict(dilation=(1, 2, 1), padding=1))])
-def test_fft_backward_gradcheck(nd, params):
-    rng = np.random.default_rng(4)
-    x = rng.standard_normal((2, 4) + (5, 6, 4)[:nd])
-    w = rng.standard_normal((2, 4 // params.get("groups", 1)) + (2, 2, 3)[:nd])
-    b = rng.standard_normal(2)
-    fwd, bwd = getattr(convlab, CONV[nd]), getattr(convlab, CONV[nd] + "_backward")
-    convlab.gradcheck(fwd, bwd, [x, w, b], algorithm="fft", **params)
 
 
 def test_fft_transposed_convolution_matches_direct():

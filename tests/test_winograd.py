@@ -1,10 +1,11 @@
-"""algorithm="winograd": F(2, 3) and F(4, 3) against the loop oracle, PyTorch and finite
-differences; its rejection messages and its measured float32 error bounds."""
+"""algorithm="winograd": both tile sizes, F(2, 3) and F(4, 3), against the loop oracle; its rejection
+messages and its measured float32 error bounds (the default tile against the loop oracle, PyTorch
+and finite differences: test_conv_matrix.py)."""
 import math
 
 import numpy as np
 import pytest
-from fast_cases import CONV, args_of, assert_close, naive_all, operands, torch_conv
+from oracles import args_of, assert_close, naive_all, operands
 
 import convlab
 from convlab.reference import direct, winograd
@@ -35,30 +36,6 @@ def test_winograd_matches_loop_oracle(name, x_shape, w_shape, params, dtype, til
     assert_close(y, ref_y, dtype, red)
     assert_close(winograd.grad_input(gy, w, args, tile=tile), ref_gx, dtype, red)
     assert_close(winograd.grad_weight(gy, x, args), ref_gw, dtype, math.prod(y.shape) / y.shape[1])
-
-
-@pytest.mark.parametrize("name,x_shape,w_shape,params", CASES[::2], ids=IDS[::2])
-def test_winograd_matches_torch(name, x_shape, w_shape, params):
-    x, w = operands(x_shape, w_shape)
-    nd = len(x_shape) - 2
-    y = getattr(convlab, CONV[nd])(x, w, algorithm="winograd", **params)
-    gy = np.random.default_rng(2).standard_normal(y.shape)
-    peer = torch_conv(x, w, params, gy)
-    if peer is None:
-        pytest.skip("torch is not installed")
-    gx, gw, _ = getattr(convlab, CONV[nd] + "_backward")(gy, x, w, algorithm="winograd", **params)
-    for ours, theirs in zip((y, gx, gw), peer):
-        np.testing.assert_allclose(ours, theirs, rtol=1e-9, atol=1e-9)
-
-
-@pytest.mark.parametrize("nd", [1, 2, 3])
-def test_winograd_backward_gradcheck(nd):
-    rng = np.random.default_rng(3)
-    x = rng.standard_normal((2, 2) + (7, 6, 5)[:nd])
-    w = rng.standard_normal((2, 2) + (3,) * nd)
-    b = rng.standard_normal(2)
-    fwd, bwd = getattr(convlab, CONV[nd]), getattr(convlab, CONV[nd] + "_backward")
-    convlab.gradcheck(fwd, bwd, [x, w, b], algorithm="winograd", padding=((1, 0),) * nd)
 
 
 def test_winograd_workspace_chunks_agree():

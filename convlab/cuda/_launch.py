@@ -5,16 +5,16 @@ from __future__ import annotations
 import dataclasses
 from contextlib import contextmanager
 
-from .._backend import kernels_for, kernels_unavailable
+from .._backend import kernels, kernels_unavailable
 from .._params import Geometry
 
 
-def require_kernels(x, what: str):
+def require_kernels(x, what: str, nd=None):
     """The extension module for CuPy array ``x``; ValueError saying why ``what`` cannot run otherwise."""
-    module = kernels_for(x)
-    if module is None:
-        raise ValueError(f"{what} cannot run: {kernels_unavailable(x)}")
-    return module
+    reason = kernels_unavailable(x, nd)
+    if reason is not None:
+        raise ValueError(f"{what} cannot run: {reason}")
+    return kernels()
 
 
 def version_arg(version) -> int:

@@ -1,24 +1,31 @@
 """The ``"cuda"`` convolution algorithm: the kernels of csrc/conv2d.cu for CuPy arrays.
 
-Like the reference algorithm modules it provides ``forward(x, w, args)``,
-``grad_input(gy, w, args)`` and ``grad_weight(gy, x, args)`` (eq. 9.7/9.8 and 9.11-9.13;
-shapes as in :mod:`convlab.conv`), plus ``version=`` to pick a kernel version. conv1d runs as
-conv2d of height 1; the transposed convolution is ``grad_input``. 3-d convolution has no
-kernel: :func:`unavailable` says so and ``"auto"`` runs the reference on the GPU instead.
+It follows the algorithm protocol (:mod:`convlab._protocol`): :func:`supports`,
+:func:`prepare`, and ``forward(x, w, args)``, ``grad_input(gy, w, args)`` and
+``grad_weight(gy, x, args)`` (eq. 9.7/9.8 and 9.11-9.13; shapes as in :mod:`convlab.conv`),
+plus ``version=`` to pick a kernel version. conv1d runs as conv2d of height 1; the
+transposed convolution is ``grad_input``. 3-d convolution has no kernel: :func:`supports`
+says so and ``"auto"`` runs the reference on the GPU instead.
 """
 from __future__ import annotations
 
-from .._backend import kernels, kernels_unavailable
-from ._launch import geometry_2d, on_device, ptr, same_device, version_arg
+from .._backend import dims_unavailable, kernels_unavailable
+from .._protocol import plain
+from ._launch import geometry_2d, on_device, ptr, require_kernels, same_device, version_arg
 
 DEVICE = "gpu"  # takes CuPy arrays only
 
 
-def unavailable(args, x):
-    """Why this algorithm cannot run ``args`` on array ``x``, or None."""
-    if args.nd == 3:
-        return "there is no 3-d CUDA kernel (algorithm='im2col' or 'direct' run conv3d on the GPU through CuPy)"
-    return kernels_unavailable(x)
+def supports(args):
+    return dims_unavailable(args.nd)
+
+
+def prepare(x, w, args):
+    """Ready when ``x`` is a CuPy array on a device the extension was built for."""
+    reason = kernels_unavailable(x, args.nd)
+    if reason:
+        return f"algorithm='cuda' cannot run this convolution: {reason}"
+    return plain(__name__, "cuda", x, w, args)
 
 
 def _shape(args) -> tuple:
@@ -32,12 +39,9 @@ _OPERANDS = {"forward": ("x", "w"), "grad_input": ("grad_y", "w"), "grad_weight"
 
 
 def _run(op, out_shape, in0, in1, args, version):
-    reason = unavailable(args, in0)
-    if reason is not None:
-        raise ValueError(f"algorithm='cuda' cannot run this convolution: {reason}")
+    module = require_kernels(in0, "algorithm='cuda'", args.nd)
     first, second = _OPERANDS[op]
     same_device(in0, first, **{second: in1})
-    module = kernels()
     with on_device(in0) as at:
         xp = at.xp
         if 0 in out_shape or in0.size == 0 or in1.size == 0:

@@ -12,7 +12,7 @@ from ._launch import on_device, require_kernels, version_arg, window_shape
 
 def im2col(x, geom, version=None):
     """The patch matrix of ``x (N, C, *n)`` for the windows of ``geom``."""
-    module = require_kernels(x, "im2col")
+    module = require_kernels(x, "im2col", geom.nd)
     n, c = x.shape[:2]
     with on_device(x) as at:
         xp = at.xp
@@ -26,7 +26,7 @@ def im2col(x, geom, version=None):
 
 def col2im(cols, geom, n, c, version=None):
     """``(N, C, *geom.in_size)``: each column summed back onto the window it came from."""
-    module = require_kernels(cols, "col2im")
+    module = require_kernels(cols, "col2im", geom.nd)
     with on_device(cols) as at:
         xp = at.xp
         x = xp.empty((n, c) + tuple(geom.in_size), dtype=cols.dtype)

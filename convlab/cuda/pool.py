@@ -24,7 +24,7 @@ from ._launch import on_device, ptr, require_kernels, same_device, version_arg, 
 
 
 def _check(x, geom, what):
-    module = require_kernels(x, what)
+    module = require_kernels(x, what, geom.nd)
     if x.ndim != geom.nd + 2 or tuple(x.shape[2:]) != tuple(geom.in_size):
         raise ValueError(f"{what}: x must have shape (N, C, *{geom.in_size}) for this geometry, got {tuple(x.shape)}")
     return module

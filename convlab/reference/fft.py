@@ -38,8 +38,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._backend import get_array_module
+from .._protocol import Prepared, all_finite, dtype_of
 from . import direct
-from .direct import all_finite, grouped_weight, matmul, split_groups
+from .groups import grouped_weight, matmul, split_groups
 
 FLOAT32_TOLERANCE = 1e-4
 MIN_REGION = 8
@@ -170,16 +171,18 @@ def error_estimate(ratio, geom):
     return float(np.finfo(np.float32).eps) * math.log2(max(2, math.prod(fft_size(geom)))) * ratio
 
 
-def work_dtype(signal, w, geom):
-    """The dtype to transform in, or ``None`` when a non-finite operand means: go direct."""
-    if not all_finite(w):
+def work_dtype(signal, w, geom, dtype=None):
+    """The dtype to transform ``dtype`` operands in, or ``None`` when a non-finite operand
+    means: go direct. An operand given as ``None`` (shape known only) is taken as benign."""
+    dtype = np.dtype(dtype or signal.dtype)
+    if w is not None and not all_finite(w):
         return None
-    ratio = _region_ratio(signal, geom)
+    ratio = 1.0 if signal is None else _region_ratio(signal, geom)
     if math.isinf(ratio):
         return None
-    if signal.dtype == np.float32 and error_estimate(ratio, geom) > FLOAT32_TOLERANCE:
+    if dtype == np.float32 and error_estimate(ratio, geom) > FLOAT32_TOLERANCE:
         return np.dtype(np.float64)
-    return signal.dtype
+    return dtype
 
 
 # ----------------------------------------------------------------------------- algorithm
@@ -229,9 +232,8 @@ def weight_gradient(gy, x, args, dtype):
 
 
 @dataclass(frozen=True)
-class Decided:
-    """The FFT with its guard already evaluated on the signal (by ``algorithm="auto"``, which
-    costs the transform in that dtype): forward and input gradient computed in ``dtype``."""
+class Passes:
+    """The FFT's passes in the working ``dtype`` its guard chose (results keep the operands' dtype)."""
 
     dtype: np.dtype
 
@@ -242,26 +244,24 @@ class Decided:
         return convolve_transposed(gy, w, args, self.dtype).astype(gy.dtype, copy=False)
 
     def grad_weight(self, gy, x, args):
-        return grad_weight(gy, x, args)
+        # Each weight-gradient entry sums over the whole input, so its direct error is
+        # relative to the same global magnitude as the FFT's: only non-finite data is routed.
+        if not all_finite(gy, x):
+            return direct.grad_weight(gy, x, args)
+        return weight_gradient(gy, x, args, gy.dtype)
 
 
-def forward(x, w, args):
-    dtype = work_dtype(x, w, args.geom)
-    if dtype is None:
-        return direct.forward(x, w, args)
-    return Decided(dtype).forward(x, w, args)
+# ----------------------------------------------------------------------------- protocol
+
+def supports(args):
+    return None  # every convolution
 
 
-def grad_input(gy, w, args):
-    dtype = work_dtype(gy, w, args.geom)
-    if dtype is None:
-        return direct.grad_input(gy, w, args)
-    return Decided(dtype).grad_input(gy, w, args)
-
-
-def grad_weight(gy, x, args):
-    # Each weight-gradient entry sums over the whole input, so its direct error is
-    # relative to the same global magnitude as the FFT's: only non-finite data is routed.
-    if not all_finite(gy, x):
-        return direct.grad_weight(gy, x, args)
-    return weight_gradient(gy, x, args, gy.dtype)
+def prepare(x, w, args):
+    """The guard, run once on the signal ``x`` and the kernel ``w`` (either may be unknown:
+    ``None``): the FFT in the dtype it chose, or direct sums for non-finite operands."""
+    dtype = dtype_of(x, w, args)
+    work = work_dtype(x, w, args.geom, dtype)
+    if work is None:
+        return direct.prepare(x, w, args, note="fft hands non-finite operands to direct")
+    return Prepared("fft", args, work, Passes(work), f"fft in {work.name}" if work != dtype else "")

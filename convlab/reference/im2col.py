@@ -11,13 +11,15 @@ folded back onto the input (col2im, the adjoint of the gather).
 
 :func:`patch_matrix` builds this matrix exactly (PyTorch's ``unfold``, used by
 :func:`convlab.im2col`). The algorithm builds the same rows, ordered (tap, channel), on the
-columns of the flattened phase grid that :mod:`.direct` uses: there each tap's rows are
+columns of the flattened phase grid (:mod:`.phases`) that direct uses: each tap's rows are
 one contiguous range of the phase array, so the gather is a block copy per tap. The
 matrix is ``prod(k)`` times the input, so it is built in column chunks that stay in
-cache (:func:`.direct.column_chunks`) and under the workspace limit
+cache (:class:`.phases.Plan`) and under the workspace limit
 (:func:`convlab.set_workspace_limit`); each chunk's product is written straight into the
 output. Small planes, where the grid's cropped cells would waste work, gather only the
-outputs' columns instead (:func:`exact_columns`).
+outputs' columns instead (:func:`exact_columns`). Each of the two column layouts is a
+class (:class:`Ranges`, :class:`Gathers`) with the gather, its adjoint, and the mapping of
+the output and its gradient to the columns; the passes are written once against either.
 """
 from __future__ import annotations
 
@@ -26,8 +28,9 @@ import math
 import numpy as np
 
 from .._backend import get_array_module
-from .direct import (MIN_CHUNK, block_chunks, blocked, input_gradient, matmul, outputs, phases, plan,
-                     spread_gradient, tap_weights, unblocked)
+from .._protocol import plain
+from .groups import matmul, tap_weights
+from .phases import MIN_CHUNK, blocked, input_gradient, outputs, plan, split, spread_gradient, unblocked
 from .windows import add_tap, taps, windows
 
 
@@ -74,23 +77,79 @@ def exact_columns(args, p):
     return (np.arange(p.samples)[:, None] * p.layout.plane + cells[None, :]).ravel()
 
 
-def _chunks(args, p, count, itemsize):
-    """``(block, first column, count)``: each block's columns in chunks whose patch stays in cache."""
-    rows = args.in_channels * len(p.layout.taps)
+def column_plan(args, itemsize):
+    """The plan of all three passes (chunks whose patch stays in cache) and the exact column
+    index (NumPy, see :func:`exact_columns`) or ``None``."""
+    rows = args.in_channels * math.prod(args.geom.kernel)
     # Each tap's copy moves C_g rows: enough columns that a copy is not all call overhead.
     wide = max(MIN_CHUNK, COPY_ELEMENTS // max(1, args.in_channels // args.groups))
-    return block_chunks(p, count, rows * itemsize, wide)
+    p = plan(args, rows * itemsize, wide)
+    idx = exact_columns(args, p)
+    return (p, None) if idx is None else (p.counting(idx.size), idx)
 
 
-def _fill(cols, ph, p, b, c0, cn, idx):
-    """Patch rows ``(G, taps*C_g, cn)`` of block ``b``, columns ``c0 .. c0+cn`` (of ``idx``): a copy per tap."""
-    xp = get_array_module(ph)
+class Ranges:
+    """The patch's columns are every grid column from a block's first output to its last:
+    each tap's rows are one contiguous range of a phase, moved by block copies."""
+
+    def __init__(self, args, p):
+        self.args, self.p, self.width = args, p, p.width
+
+    def gather(self, dst, ph, b, t, c0, cn):
+        """Tap ``t``'s patch rows of block ``b``, columns ``c0 .. c0+cn``, into ``dst``."""
+        phase, off = self.p.layout.taps[t]
+        dst[...] = ph[phase, b, :, :, c0 + off:c0 + off + cn]
+
+    def scatter(self, gph, rows, b, t, c0, cn):
+        """Adjoint of :meth:`gather`: add ``rows`` onto the phase gradient ``gph``."""
+        phase, off = self.p.layout.taps[t]
+        gph[phase, b, :, :, c0 + off:c0 + off + cn] += rows
+
+    def gradient(self, gy):
+        """The output gradient ``(B, G, K_g, width)`` in the patch's column order."""
+        return spread_gradient(gy, self.args, self.p)
+
+    def outputs(self, z):
+        """``(B, G, K_g, width)`` -> ``(N, K, *out)``."""
+        return outputs(z, self.args, self.p)
+
+
+class Gathers:
+    """The patch's columns are the outputs' columns only (``idx``, on the operands' device):
+    gathered, so no product is spent on the grid's cropped cells."""
+
+    def __init__(self, args, p, idx):
+        self.args, self.p, self.idx, self.width = args, p, idx, idx.size
+
+    def gather(self, dst, ph, b, t, c0, cn):
+        phase, off = self.p.layout.taps[t]
+        get_array_module(ph).take(ph[phase, b], self.idx[c0:c0 + cn] + off, axis=-1, out=dst)
+
+    def scatter(self, gph, rows, b, t, c0, cn):
+        phase, off = self.p.layout.taps[t]
+        target = gph[phase, b]
+        target[..., self.idx[c0:c0 + cn] + off] += rows  # distinct columns within one tap: exact
+
+    def gradient(self, gy):
+        g = blocked(gy, self.args.groups, self.p, self.args.nd)
+        return g.reshape(g.shape[:3] + (self.width,))
+
+    def outputs(self, z):
+        a = self.args
+        return unblocked(z.reshape(z.shape[:3] + (self.p.samples,) + a.geom.out_size), self.p, a.nd)
+
+
+def _columns(args, like):
+    """The column layout of the patch for operands like ``like``, from :func:`column_plan`."""
+    p, idx = column_plan(args, like.itemsize)
+    return Ranges(args, p) if idx is None else Gathers(args, p, get_array_module(like).asarray(idx))
+
+
+def _fill(cols, ph, cl, b, c0, cn):
+    """Patch rows ``(G, taps*C_g, cn)`` of block ``b``, columns ``c0 .. c0+cn``: a copy per tap."""
     cg = ph.shape[3]
-    for t, (phase, off) in enumerate(p.layout.taps):
-        if idx is None:
-            cols[:, t * cg:(t + 1) * cg, :cn] = ph[phase, b, :, :, c0 + off:c0 + off + cn]
-        else:
-            xp.take(ph[phase, b], idx[c0:c0 + cn] + off, axis=-1, out=cols[:, t * cg:(t + 1) * cg, :cn])
+    for t in range(len(cl.p.layout.taps)):
+        cl.gather(cols[:, t * cg:(t + 1) * cg, :cn], ph, b, t, c0, cn)
     return cols[..., :cn]
 
 
@@ -99,70 +158,55 @@ def _buffer(shape, like, chunk, buf):
     return get_array_module(like).empty(shape + (chunk,), dtype=like.dtype) if buf is None else buf
 
 
-def _plan(args, like):
-    """The layout, the exact column index (or None) on ``like``'s device, and the column count."""
-    p = plan(args)
-    idx = exact_columns(args, p)
-    if idx is None:
-        return p, None, p.columns
-    return p, get_array_module(like).asarray(idx), idx.size
-
-
 def forward(x, w, args):
     xp = get_array_module(x)
-    p, idx, count = _plan(args, x)
-    ph = phases(x, args, p)
+    cl = _columns(args, x)
+    ph = split(x, args, cl.p)
     wmat = _kernel_matrix(w, args)
-    z = xp.empty((p.blocks,) + wmat.shape[:2] + (p.width if idx is None else count,), dtype=x.dtype)
+    z = xp.empty((cl.p.blocks,) + wmat.shape[:2] + (cl.width,), dtype=x.dtype)
     cols = None
-    for b, c0, cn in _chunks(args, p, count, x.itemsize):
+    for b, c0, cn in cl.p.chunks():
         cols = _buffer((args.groups, wmat.shape[2]), x, cn, cols)
-        matmul(wmat, _fill(cols, ph, p, b, c0, cn, idx), out=z[b, :, :, c0:c0 + cn])
-    if idx is None:
-        return outputs(z, args, p)
-    return unblocked(z.reshape(z.shape[:3] + (p.samples,) + args.geom.out_size), p, args.nd)
-
-
-def _gradient_columns(gy, args, p, idx):
-    """The output gradient as ``(B, G, K_g, columns)`` in the patch's column order."""
-    if idx is None:
-        return spread_gradient(gy, args, p)
-    g = blocked(gy, args.groups, p, args.nd)
-    return g.reshape(g.shape[:3] + (idx.size,))
+        matmul(wmat, _fill(cols, ph, cl, b, c0, cn), out=z[b, :, :, c0:c0 + cn])
+    return cl.outputs(z)
 
 
 def grad_weight(gy, x, args):
     xp = get_array_module(gy)
-    p, idx, count = _plan(args, gy)
-    ph = phases(x, args, p)
-    g = _gradient_columns(gy, args, p, idx)
+    cl = _columns(args, gy)
+    ph = split(x, args, cl.p)
+    g = cl.gradient(gy)
     groups, kg, cg = g.shape[1], g.shape[2], ph.shape[3]
-    taps_ = len(p.layout.taps)
+    taps_ = len(cl.p.layout.taps)
     gw = xp.zeros((groups, kg, taps_ * cg), dtype=gy.dtype)
     cols = None
-    for b, c0, cn in _chunks(args, p, count, gy.itemsize):
+    for b, c0, cn in cl.p.chunks():
         cols = _buffer((groups, taps_ * cg), gy, cn, cols)
-        gw += xp.matmul(g[b, :, :, c0:c0 + cn], _fill(cols, ph, p, b, c0, cn, idx).swapaxes(-1, -2))
+        gw += xp.matmul(g[b, :, :, c0:c0 + cn], _fill(cols, ph, cl, b, c0, cn).swapaxes(-1, -2))
     gw = gw.reshape(groups, kg, taps_, cg).transpose(0, 1, 3, 2)
     return xp.ascontiguousarray(gw).reshape((args.out_channels, cg) + args.geom.kernel)
 
 
 def grad_input(gy, w, args):
     xp = get_array_module(gy)
-    p, idx, count = _plan(args, gy)
-    g = _gradient_columns(gy, args, p, idx)
+    cl = _columns(args, gy)
+    p = cl.p
+    g = cl.gradient(gy)
     wmat_t = _kernel_matrix(w, args).swapaxes(-1, -2)  # (G, taps*C_g, K_g)
     cg = args.in_channels // args.groups
     gph = xp.zeros((p.layout.phases, p.blocks, args.groups, cg, p.width), dtype=gy.dtype)
     dcols = None
-    for b, c0, cn in _chunks(args, p, count, gy.itemsize):
+    for b, c0, cn in p.chunks():
         dcols = _buffer(wmat_t.shape[:2], gy, cn, dcols)
         d = matmul(wmat_t, g[b, :, :, c0:c0 + cn], out=dcols[..., :cn])
-        for t, (phase, off) in enumerate(p.layout.taps):  # col2im: each tap's rows back onto its columns
-            rows = d[:, t * cg:(t + 1) * cg]
-            if idx is None:
-                gph[phase, b, :, :, c0 + off:c0 + off + cn] += rows
-            else:  # distinct columns within one tap, so a fancy-indexed add is exact
-                target = gph[phase, b]
-                target[..., idx[c0:c0 + cn] + off] += rows
+        for t in range(len(p.layout.taps)):  # col2im: each tap's rows back onto its columns
+            cl.scatter(gph, d[:, t * cg:(t + 1) * cg], b, t, c0, cn)
     return input_gradient(gph, args, p)
+
+
+def supports(args):
+    return None  # every convolution
+
+
+def prepare(x, w, args):
+    return plain(__name__, "im2col", x, w, args)

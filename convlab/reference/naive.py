@@ -14,6 +14,7 @@ from __future__ import annotations
 import itertools
 
 from .._backend import get_array_module
+from .._protocol import plain
 
 
 def _positions(shape):
@@ -70,3 +71,12 @@ def grad_weight(gy, x, args):
     for n, k, ci, c, j, m, i in _terms(args):
         gw[(k, c) + m] += gy[(n, k) + j] * x[(n, ci) + i]
     return gw
+
+
+def supports(args):
+    return None
+
+
+def prepare(x, w, args):
+    """The loop oracle looks at nothing; ``"auto"`` never chooses it (``convlab._cost``)."""
+    return plain(__name__, "naive", x, w, args)

@@ -24,12 +24,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
 from .._backend import get_array_module
+from .._protocol import Prepared
 from . import direct
-from .direct import split_groups
+from .groups import split_groups
 from .windows import add_tap, pad, tap_view, unpad
 
 
@@ -79,14 +81,22 @@ def factor(w):
     return [f.astype(w.dtype) for f in factors], residual
 
 
-def separable_factors(w):
-    """:func:`factor` that raises ``ValueError`` (saying by how much) when ``w`` is not separable."""
-    factors, residual = factor(w)
-    if residual > rtol(w.dtype):
-        raise ValueError(f"algorithm='separable' needs rank-1 kernels: the kernel w of shape {tuple(w.shape)} "
-                         f"is not separable (relative residual of its best rank-1 factors {residual:.3g} > "
-                         f"tolerance {rtol(w.dtype):.3g}); use another algorithm")
-    return factors
+_factored: dict = {}
+MEMO_BYTES = 1 << 16
+
+
+def factored(w):
+    """:func:`factor`, remembered by content for small NumPy kernels ("auto" prepares this
+    algorithm on every call, and a layer keeps its kernel)."""
+    key = (w.shape, w.dtype.str, w.tobytes()) if isinstance(w, np.ndarray) and w.nbytes <= MEMO_BYTES else None
+    if key in _factored:
+        return _factored[key]
+    result = factor(w)
+    if key is not None:
+        if len(_factored) >= 256:
+            _factored.clear()
+        _factored[key] = result
+    return result
 
 
 # ----------------------------------------------------------------------------- passes
@@ -174,16 +184,36 @@ def backward_factors(gy, x, factors, args):
     return _back_passes(gy, factors, args, _passes(x, factors, args))
 
 
-# ----------------------------------------------------------------------------- algorithm
+# ----------------------------------------------------------------------------- protocol
 
-def forward(x, w, args):
-    return forward_factors(x, separable_factors(w), args)
+@dataclass(frozen=True)
+class Factored:
+    """The passes with the factors of the kernel, found once by :func:`prepare`."""
+
+    factors: list
+
+    def forward(self, x, w, args):
+        return forward_factors(x, self.factors, args)
+
+    def grad_input(self, gy, w, args):
+        return _back_passes(gy, self.factors, args)[0]
+
+    def grad_weight(self, gy, x, args):
+        # The gradient of a full kernel is not rank-1 in general: the direct sum over taps.
+        return direct.grad_weight(gy, x, args)
 
 
-def grad_input(gy, w, args):
-    return _back_passes(gy, separable_factors(w), args)[0]
+def supports(args):
+    return None  # any shape; whether the kernel factors is a question for prepare
 
 
-def grad_weight(gy, x, args):
-    # The gradient of a full kernel is not rank-1 in general: the direct sum over taps.
-    return direct.grad_weight(gy, x, args)
+def prepare(x, w, args):
+    """The kernel's rank-1 factors (one SVD pass, :func:`factored`), or why it has none."""
+    if w is None:
+        return "algorithm='separable' needs the kernel w to factor it; only its shape was given"
+    factors, residual = factored(w)
+    if residual > rtol(w.dtype):
+        return (f"algorithm='separable' needs rank-1 kernels: the kernel w of shape {tuple(w.shape)} "
+                f"is not separable (relative residual of its best rank-1 factors {residual:.3g} > "
+                f"tolerance {rtol(w.dtype):.3g}); use another algorithm")
+    return Prepared("separable", args, np.dtype(w.dtype), Factored(factors))

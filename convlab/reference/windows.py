@@ -13,25 +13,11 @@ by a :class:`convlab._params.Geometry`::
 Window ``j`` at tap ``m`` reads padded cell ``j*s + m*d`` on each axis (:func:`cells`).
 A pool's ``ceil_mode`` may let the last window run past the high padding; :func:`pad`
 then adds those ``geom.overhang`` cells too, so every window stays inside the array.
-
-The same windows seen through the *phases* of the padded input serve the fast direct
-algorithm. Phase ``r`` (one per residue of the cell index modulo the stride) holds cells
-``p*s + r``, so tap ``m`` reads phase ``(m*d) % s`` at ``j + (m*d) // s``: a strided
-convolution is a sum of stride-1 ones. On the flattened phase grid, output ``j`` sits at
-flat index ``q = sum_a j_a * grid_stride_a`` and tap ``m`` reads ``q + offset_m``, so every
-tap sees all outputs through one contiguous range of columns::
-
-    to_phases(x)    (..., *n)              -> (S, ..., prod(grid))   S = prod(s); zero padded
-    phase_layout()  per tap: (phase, offset); the grid; columns spanned by one plane's outputs
-
-(outputs occupy the first ``out`` cells of each grid axis; the rest of the grid is
-computed and cropped).
+The same windows read through the stride phases of the padded input are :mod:`.phases`.
 """
 from __future__ import annotations
 
 import itertools
-import math
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -102,90 +88,3 @@ def fold(grad_windows, geom, lead_shape):
     for tap in taps(geom):
         add_tap(gpad, grad_windows[(Ellipsis,) + tuple(tap)], tap, geom)
     return unpad(gpad, geom)
-
-
-# ----------------------------------------------------------------------------- phases
-
-@dataclass(frozen=True)
-class PhaseLayout:
-    """Where each tap reads on the flattened phase grid (see the module docstring)."""
-
-    grid: tuple    # cells per axis of every phase: ceil(padded / s)
-    taps: tuple    # one (phase, flat offset) per tap, row-major tap order
-    span: int      # flat columns from the first output of a plane to its last, inclusive
-
-    @property
-    def plane(self) -> int:
-        return math.prod(self.grid)
-
-    @property
-    def phases(self) -> int:
-        return max(p for p, _ in self.taps) + 1
-
-
-def phase_layout(geom) -> PhaseLayout:
-    grid = tuple(-(-p // s) for p, s in zip(geom.padded_size, geom.stride))
-    gstride = tuple(math.prod(grid[a + 1:]) for a in range(geom.nd))
-    sstride = tuple(math.prod(geom.stride[a + 1:]) for a in range(geom.nd))
-    layout = []
-    for tap in taps(geom):
-        cell = [m * d for m, d in zip(tap, geom.dilation)]
-        phase = sum((c % s) * st for c, s, st in zip(cell, geom.stride, sstride))
-        offset = sum((c // s) * st for c, s, st in zip(cell, geom.stride, gstride))
-        layout.append((phase, offset))
-    span = sum((o - 1) * st for o, st in zip(geom.out_size, gstride)) + 1
-    return PhaseLayout(grid, tuple(layout), span)
-
-
-def trivial(geom):
-    """Stride 1 and no padding: the input is its own (only) phase."""
-    return all(s == 1 for s in geom.stride) and not any(lo or hi for lo, hi in geom.pad)
-
-
-def _phase_slices(geom, grid, phase):
-    """For one phase: (its cells that hold input, the input cells they hold), per axis."""
-    src, dst = [], []
-    rem = phase
-    for a in range(geom.nd):
-        st = math.prod(geom.stride[a + 1:])
-        r, rem = divmod(rem, st)
-        s, (lo, _), n = geom.stride[a], geom.pad[a], geom.in_size[a]
-        p0 = max(0, -(-(lo - r) // s))
-        p1 = min(grid[a], (n - 1 + lo - r) // s + 1)
-        if p1 <= p0:
-            return None
-        dst.append(slice(p0, p1))
-        src.append(slice(p0 * s + r - lo, (p1 - 1) * s + r - lo + 1, s))
-    return tuple(dst), tuple(src)
-
-
-def to_phases(x, geom, layout):
-    """``x (..., *n) -> (S, ..., prod(grid))``: zero padding and the phase split in one copy."""
-    xp = get_array_module(x)
-    nd = geom.nd
-    lead = x.shape[:-nd]
-    if trivial(geom):  # stride 1, no padding: the input is its only phase
-        return x.reshape((1,) + lead + (layout.plane,))
-    out = xp.zeros((layout.phases,) + lead + layout.grid, dtype=x.dtype)
-    for phase in range(layout.phases):
-        cut = _phase_slices(geom, layout.grid, phase)
-        if cut is not None:
-            out[(phase, Ellipsis) + cut[0]] = x[(Ellipsis,) + cut[1]]
-    return out.reshape((layout.phases,) + lead + (layout.plane,))
-
-
-def from_phases(ph, geom, layout):
-    """Adjoint of :func:`to_phases` for gradients: ``(S, ..., prod(grid)) -> (..., *n)``
-    (each input cell lives in exactly one phase; padding cells are dropped)."""
-    xp = get_array_module(ph)
-    nd = geom.nd
-    lead = ph.shape[1:-1]
-    ph = ph.reshape(ph.shape[:-1] + layout.grid)
-    if trivial(geom):
-        return ph[0]
-    out = xp.zeros(lead + geom.in_size, dtype=ph.dtype)
-    for phase in range(layout.phases):
-        cut = _phase_slices(geom, layout.grid, phase)
-        if cut is not None:
-            out[(Ellipsis,) + cut[1]] = ph[(phase, Ellipsis) + cut[0]]
-    return out

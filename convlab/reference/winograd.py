@@ -30,13 +30,15 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
 from .._backend import get_array_module, workspace_limit
 from .._params import Geometry, conv_shape_args
+from .._protocol import Prepared, all_finite, dtype_of, ready
 from . import direct
-from .direct import all_finite, grouped_weight, matmul, split_groups
+from .groups import grouped_weight, matmul, split_groups
 from .windows import pad, unpad, windows
 
 CACHE_BYTES = 4 << 20
@@ -73,7 +75,7 @@ TRANSFORMS = {
 }
 
 
-def unsupported(args):
+def supports(args):
     """Why Winograd cannot compute this convolution, or ``None`` when it can."""
     geom = args.geom
     if any(k != 3 for k in geom.kernel):
@@ -89,14 +91,6 @@ def unsupported(args):
 def tile_size(args):
     """Outputs per tile and axis: 4 (F(4, 3)) in 1-D and 2-D, 2 (F(2, 3)) in 3-D."""
     return 4 if args.nd <= 2 else 2
-
-
-def _check(args, tile):
-    reason = unsupported(args)
-    if reason:
-        raise ValueError(reason)
-    if tile not in TRANSFORMS:
-        raise ValueError(f"tile must be one of {tuple(TRANSFORMS)} (F(2, 3) or F(4, 3)), got {tile!r}")
 
 
 def _transform(mat, a, nd):
@@ -157,32 +151,53 @@ def _correlate(x, w, args, m):
     return xp.ascontiguousarray(y[crop]).reshape((args.batch, args.out_channels) + geom.out_size)
 
 
-def forward(x, w, args, tile=None):
+@dataclass(frozen=True)
+class Tiles:
+    """Winograd's passes with ``m`` outputs per tile and axis."""
+
+    m: int
+
+    def forward(self, x, w, args):
+        return _correlate(x, w, args, self.m)
+
+    def grad_input(self, gy, w, args):
+        """``dL/dV``: the fully padded ``gy`` correlated with the flipped kernel, ``K`` and ``C`` exchanged."""
+        nd, groups = args.nd, args.groups
+        wg = grouped_weight(w, groups)  # (G, K_g, C_g, 3...)
+        wt = wg.swapaxes(1, 2)[(Ellipsis,) + (slice(None, None, -1),) * nd]
+        wt = wt.reshape((args.in_channels, args.out_channels // groups) + args.geom.kernel)
+        full = conv_shape_args(tuple(gy.shape), tuple(wt.shape), 1, ((2, 2),) * nd, 1, groups, nd)
+        gpad = _correlate(gy, wt, full, self.m)  # (N, C, *padded)
+        xp = get_array_module(gy)
+        return xp.ascontiguousarray(unpad(gpad, args.geom))
+
+    def grad_weight(self, gy, x, args):
+        return direct.grad_weight(gy, x, args)
+
+
+# ----------------------------------------------------------------------------- protocol
+
+def prepare(x, w, args, tile=None):
+    """Winograd with ``tile`` outputs per tile (default :func:`tile_size`), or direct sums for
+    non-finite operands: a tile's transform would spread NaN to the whole tile."""
     m = tile_size(args) if tile is None else tile
-    _check(args, m)
-    if not all_finite(x, w):  # a tile's transform would spread NaN to the whole tile
-        return direct.forward(x, w, args)
-    return _correlate(x, w, args, m)
+    if m not in TRANSFORMS:
+        raise ValueError(f"tile must be one of {tuple(TRANSFORMS)} (F(2, 3) or F(4, 3)), got {tile!r}")
+    reason = supports(args)
+    if reason:
+        return reason
+    if not all_finite(*(a for a in (x, w) if a is not None)):
+        return direct.prepare(x, w, args, note="winograd hands non-finite operands to direct")
+    return Prepared("winograd", args, dtype_of(x, w, args), Tiles(m))
+
+
+def forward(x, w, args, tile=None):
+    return ready(prepare(x, w, args, tile)).forward(x, w)
 
 
 def grad_input(gy, w, args, tile=None):
-    """``dL/dV``: the fully padded ``gy`` correlated with the flipped kernel, ``K`` and ``C`` exchanged."""
-    m = tile_size(args) if tile is None else tile
-    _check(args, m)
-    if not all_finite(gy, w):
-        return direct.grad_input(gy, w, args)
-    nd, groups = args.nd, args.groups
-    wg = grouped_weight(w, groups)  # (G, K_g, C_g, 3...)
-    wt = wg.swapaxes(1, 2)[(Ellipsis,) + (slice(None, None, -1),) * nd]
-    wt = wt.reshape((args.in_channels, args.out_channels // groups) + args.geom.kernel)
-    full = conv_shape_args(tuple(gy.shape), tuple(wt.shape), 1, ((2, 2),) * nd, 1, groups, nd)
-    gpad = _correlate(gy, wt, full, m)  # (N, C, *padded)
-    xp = get_array_module(gy)
-    return xp.ascontiguousarray(unpad(gpad, args.geom))
+    return ready(prepare(gy, w, args, tile)).grad_input(gy, w)
 
 
 def grad_weight(gy, x, args):
-    reason = unsupported(args)
-    if reason:
-        raise ValueError(reason)
-    return direct.grad_weight(gy, x, args)
+    return ready(prepare(gy, None, args)).grad_weight(gy, x)

@@ -1,0 +1,244 @@
+"""The stride-phase grid: the layout on which direct and im2col read every kernel tap as one
+contiguous range of columns, and the :class:`Plan` that cuts their work into chunks.
+
+Phase ``r`` of the padded input (one per residue of the cell index modulo the stride, per
+axis) holds cells ``p*s + r``, so tap ``m`` reads phase ``(m*d) % s`` at ``j + (m*d) // s``:
+a strided convolution is a sum of stride-1 ones. On the flattened phase grid, output ``j``
+sits at flat index ``q = sum_a j_a * grid_stride_a`` and tap ``m`` reads ``q + offset_m``,
+so every tap sees all outputs through one contiguous range of columns::
+
+    to_phases(x)    (..., *n) -> (S, ..., prod(grid))     S = prod(s); zero padded, one copy
+    phase_layout()  per tap: (phase, offset); the grid; columns spanned by one plane's outputs
+
+Outputs occupy the first ``out`` cells of each grid axis; the rest of the grid is computed
+and cropped. Samples are taken a block at a time; small planes are flattened a few samples
+per block into the columns, so that every product has at least ``MIN_COLUMNS`` columns.
+Stride 1 without padding needs no copy at all: the input is its own phase.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+from .._backend import get_array_module, workspace_limit
+from .windows import taps
+
+# Column chunk: an algorithm's per-chunk buffers stay in L2 cache.
+CACHE_BYTES = 1 << 20
+MIN_CHUNK = 256
+# Samples whose planes are smaller are flattened together into the matrix columns.
+MIN_COLUMNS = 1024
+
+
+# ----------------------------------------------------------------------------- the grid
+
+@dataclass(frozen=True)
+class PhaseLayout:
+    """Where each tap reads on the flattened phase grid (see the module docstring)."""
+
+    grid: tuple    # cells per axis of every phase: ceil(padded / s)
+    taps: tuple    # one (phase, flat offset) per tap, row-major tap order
+    span: int      # flat columns from the first output of a plane to its last, inclusive
+
+    @property
+    def plane(self) -> int:
+        return math.prod(self.grid)
+
+    @property
+    def phases(self) -> int:
+        return max(p for p, _ in self.taps) + 1
+
+
+def phase_layout(geom) -> PhaseLayout:
+    grid = tuple(-(-p // s) for p, s in zip(geom.padded_size, geom.stride))
+    gstride = tuple(math.prod(grid[a + 1:]) for a in range(geom.nd))
+    sstride = tuple(math.prod(geom.stride[a + 1:]) for a in range(geom.nd))
+    layout = []
+    for tap in taps(geom):
+        cell = [m * d for m, d in zip(tap, geom.dilation)]
+        phase = sum((c % s) * st for c, s, st in zip(cell, geom.stride, sstride))
+        offset = sum((c // s) * st for c, s, st in zip(cell, geom.stride, gstride))
+        layout.append((phase, offset))
+    span = sum((o - 1) * st for o, st in zip(geom.out_size, gstride)) + 1
+    return PhaseLayout(grid, tuple(layout), span)
+
+
+def trivial(geom):
+    """Stride 1 and no padding: the input is its own (only) phase."""
+    return all(s == 1 for s in geom.stride) and not any(lo or hi for lo, hi in geom.pad)
+
+
+def _phase_slices(geom, grid, phase):
+    """For one phase: (its cells that hold input, the input cells they hold), per axis."""
+    src, dst = [], []
+    rem = phase
+    for a in range(geom.nd):
+        st = math.prod(geom.stride[a + 1:])
+        r, rem = divmod(rem, st)
+        s, (lo, _), n = geom.stride[a], geom.pad[a], geom.in_size[a]
+        p0 = max(0, -(-(lo - r) // s))
+        p1 = min(grid[a], (n - 1 + lo - r) // s + 1)
+        if p1 <= p0:
+            return None
+        dst.append(slice(p0, p1))
+        src.append(slice(p0 * s + r - lo, (p1 - 1) * s + r - lo + 1, s))
+    return tuple(dst), tuple(src)
+
+
+def to_phases(x, geom, layout):
+    """``x (..., *n) -> (S, ..., prod(grid))``: zero padding and the phase split in one copy."""
+    xp = get_array_module(x)
+    nd = geom.nd
+    lead = x.shape[:-nd]
+    if trivial(geom):  # stride 1, no padding: the input is its only phase
+        return x.reshape((1,) + lead + (layout.plane,))
+    out = xp.zeros((layout.phases,) + lead + layout.grid, dtype=x.dtype)
+    for phase in range(layout.phases):
+        cut = _phase_slices(geom, layout.grid, phase)
+        if cut is not None:
+            out[(phase, Ellipsis) + cut[0]] = x[(Ellipsis,) + cut[1]]
+    return out.reshape((layout.phases,) + lead + (layout.plane,))
+
+
+def from_phases(ph, geom, layout):
+    """Adjoint of :func:`to_phases` for gradients: ``(S, ..., prod(grid)) -> (..., *n)``
+    (each input cell lives in exactly one phase; padding cells are dropped)."""
+    xp = get_array_module(ph)
+    nd = geom.nd
+    lead = ph.shape[1:-1]
+    ph = ph.reshape(ph.shape[:-1] + layout.grid)
+    if trivial(geom):
+        return ph[0]
+    out = xp.zeros(lead + geom.in_size, dtype=ph.dtype)
+    for phase in range(layout.phases):
+        cut = _phase_slices(geom, layout.grid, phase)
+        if cut is not None:
+            out[(Ellipsis,) + cut[1]] = ph[(phase, Ellipsis) + cut[0]]
+    return out
+
+
+# ----------------------------------------------------------------------------- the plan
+
+@dataclass(frozen=True)
+class Plan:
+    """How one pass runs on the grid: ``blocks`` of ``samples`` each, flattened into
+    ``width`` columns; the first ``count`` columns of each block are computed, ``step`` at a
+    time (:meth:`chunks`). The properties count the work those chunks do; the cost model
+    (:mod:`convlab._cost`) reads them."""
+
+    args: object
+    layout: PhaseLayout
+    blocks: int
+    samples: int
+    step: int
+    count: int
+
+    @property
+    def width(self) -> int:
+        return self.samples * self.layout.plane
+
+    @property
+    def columns(self) -> int:
+        """Columns from a block's first output to its last, inclusive."""
+        return (self.samples - 1) * self.layout.plane + self.layout.span
+
+    def chunks(self):
+        """``(block, first column, count)`` of every chunk, block by block."""
+        for b in range(self.blocks):
+            for c0 in range(0, self.count, self.step):
+                yield b, c0, min(self.step, self.count - c0)
+
+    def counting(self, count):
+        """The same plan computing ``count`` columns per block."""
+        return dataclasses.replace(self, count=count)
+
+    @property
+    def computed(self) -> int:
+        """Columns computed over all blocks."""
+        return self.blocks * self.count
+
+    @property
+    def chunk_count(self) -> int:
+        return self.blocks * -(-self.count // self.step)
+
+    @property
+    def copied_in(self) -> int:
+        """Elements :func:`split` copies: none when the input is its own phase."""
+        a = self.args
+        if self.samples == 1 and trivial(a.geom):
+            return 0
+        return a.batch * a.in_channels * self.layout.plane * self.layout.phases
+
+    @property
+    def copied_out(self) -> int:
+        """Elements :func:`outputs` copies: none when the grid is the output, one sample a block."""
+        a = self.args
+        if self.samples == 1 and self.layout.grid == a.geom.out_size:
+            return 0
+        return a.batch * a.out_channels * self.layout.plane
+
+
+def plan(args, bytes_per_column=1, min_columns=MIN_CHUNK) -> Plan:
+    """The plan of a pass whose chunk buffers take ``bytes_per_column``: chunks of about
+    ``CACHE_BYTES`` (at least ``min_columns``, so that each library call has enough work),
+    never over the workspace limit; every column from a block's first output to its last."""
+    bytes_per_column = max(1, bytes_per_column)
+    layout = phase_layout(args.geom)
+    want = -(-MIN_COLUMNS // layout.plane)
+    n = args.batch
+    samples = next((d for d in range(min(want, n), n + 1) if d and n % d == 0), 1)  # a divisor of N
+    step = max(min_columns, CACHE_BYTES // bytes_per_column)
+    step = max(1, min(step, workspace_limit() // bytes_per_column))
+    columns = (samples - 1) * layout.plane + layout.span
+    return Plan(args, layout, n // samples, samples, step, columns)
+
+
+# ----------------------------------------------------------------------------- to and from the grid
+
+def blocked(a, groups, p, nd):
+    """``(N, C, *sp) -> (B, G, C_g, samples, *sp)`` (a view)."""
+    a = a.reshape((p.blocks, p.samples, groups, a.shape[1] // groups) + a.shape[2:])
+    return a.transpose((0, 2, 3, 1) + tuple(range(4, 4 + nd)))
+
+
+def unblocked(a, p, nd):
+    """``(B, G, R, samples, *sp) -> (N, G*R, *sp)``, contiguous."""
+    xp = get_array_module(a)
+    a = xp.ascontiguousarray(a.transpose((0, 3, 1, 2) + tuple(range(4, 4 + nd))))
+    return a.reshape((p.blocks * p.samples, a.shape[2] * a.shape[3]) + a.shape[4:])
+
+
+def split(x, args, p):
+    """``x (N, C, *n) -> (S, B, G, C_g, width)``: padded and split into stride phases (one
+    copy, none for stride 1 without padding)."""
+    ph = to_phases(blocked(x, args.groups, p, args.nd), args.geom, p.layout)
+    return ph.reshape(ph.shape[:4] + (p.width,))
+
+
+def _grid(a, args, p):
+    """``(B, G, R, width)`` -> ``(B, G, R, samples, *out)``: the output cells of the grid."""
+    a = a.reshape(a.shape[:3] + (p.samples,) + p.layout.grid)
+    return a[(Ellipsis,) + tuple(slice(0, o) for o in args.geom.out_size)]
+
+
+def outputs(z, args, p):
+    """``(B, G, K_g, width)`` on the grid -> ``(N, K, *out)``."""
+    return unblocked(_grid(z, args, p), p, args.nd)
+
+
+def spread_gradient(gy, args, p):
+    """``(N, K, *out) -> (B, G, K_g, width)`` with zeros in the grid cells past the outputs."""
+    xp = get_array_module(gy)
+    src = blocked(gy, args.groups, p, args.nd)
+    if p.samples == 1 and p.layout.grid == args.geom.out_size:
+        return src.reshape(src.shape[:3] + (p.width,))  # no cells to fill: a view
+    g = xp.zeros(src.shape[:3] + (p.width,), dtype=gy.dtype)
+    _grid(g, args, p)[...] = src
+    return g
+
+
+def input_gradient(gph, args, p):
+    """``(S, B, G, C_g, width)`` phase gradients -> ``(N, C, *n)``."""
+    gx = from_phases(gph.reshape(gph.shape[:4] + (p.samples, p.layout.plane)), args.geom, p.layout)
+    return unblocked(gx, p, args.nd)
