@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 
-def require_gpu():
-    """The ``cupy`` module, or a module-level skip saying what is missing."""
+def require_device():
+    """The ``cupy`` module with a CUDA device (CuPy arrays without the extension, as convlab.nn
+    runs them), or a module-level skip saying what is missing."""
     cupy = pytest.importorskip("cupy", reason="CuPy is not installed (the GPU tests need cupy and a CUDA device)")
     try:
         count = cupy.cuda.runtime.getDeviceCount()
@@ -15,6 +16,13 @@ def require_gpu():
         pytest.skip(f"no usable CUDA device ({type(exc).__name__}: {exc})", allow_module_level=True)
     if count < 1:
         pytest.skip("no CUDA device", allow_module_level=True)
+    return cupy
+
+
+def require_gpu():
+    """The ``cupy`` module, or a module-level skip saying what is missing (CuPy, a device, or
+    the CUDA extension)."""
+    cupy = require_device()
     from convlab._backend import kernels, kernels_error, kernels_unavailable
 
     if kernels() is None:

@@ -2,14 +2,9 @@
 updates, with every array staying on the device. Skipped, with the reason, without a GPU."""
 import numpy as np
 import pytest
+from gpu_env import require_device
 
-cupy = pytest.importorskip("cupy", reason="CuPy is not installed (the GPU tests need cupy and a CUDA device)")
-try:
-    _count = cupy.cuda.runtime.getDeviceCount()
-except Exception as exc:  # no driver, no device
-    pytest.skip(f"no usable CUDA device ({type(exc).__name__}: {exc})", allow_module_level=True)
-if _count < 1:
-    pytest.skip("no CUDA device", allow_module_level=True)
+cupy = require_device()
 
 import convlab.nn as nn  # noqa: E402
 import convlab.nn.functional as F  # noqa: E402
