@@ -13,7 +13,7 @@ import dask  # noqa: E402
 
 cd = pytest.importorskip("convlab.dask")
 
-from oracles import tol  # noqa: E402
+from oracles import assert_close  # noqa: E402
 
 SETTINGS = settings(max_examples=40, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 
@@ -132,7 +132,7 @@ def test_conv_equals_in_memory(case):
     got, = compute(y)
     np.testing.assert_array_equal(got, ref)
     got, = compute(on_dask(nd, "conv")(xd, w, b, **params, flip=case["flip"], algorithm="direct"))
-    np.testing.assert_allclose(got, ref, *tol(np.float64))
+    assert_close(got, ref, np.float64)
 
 
 CHUNKINGS_2D = [
@@ -156,7 +156,7 @@ def test_conv2d_every_algorithm(algorithm, dtype, chunks):
     if algorithm == "naive":  # same sums in the same order, whatever the extent
         np.testing.assert_array_equal(got, ref)
     else:
-        np.testing.assert_allclose(got, ref, *tol(dtype, 2 * 12))
+        assert_close(got, ref, dtype, 2 * 12)
     assert got.dtype == dtype
 
 
@@ -186,7 +186,7 @@ def test_conv_against_the_loop_oracle_on_a_large_chunked_image():
     w = rng.standard_normal((1, 1, 7, 7))
     got, = compute(cd.conv2d(da.from_array(x, chunks=(1, 1, 8, (5, 12, 20))), w, padding="same", stride=2))
     ref = convlab.conv2d(x, w, padding="same", stride=2, algorithm="naive")
-    np.testing.assert_allclose(got, ref, *tol(np.float64))
+    assert_close(got, ref, np.float64)
 
 
 @pytest.mark.parametrize("nd", [1, 2])
@@ -202,7 +202,7 @@ def test_separable_conv(nd):
     np.testing.assert_array_equal(got, ref)
     # and the same result as the convolution with the outer-product kernel
     w = factors[0][..., :, None] * factors[1][..., None, :] if nd == 2 else factors[0]
-    np.testing.assert_allclose(got, in_memory(nd, "conv")(x, w, b, **params, groups=2), *tol(np.float64))
+    assert_close(got, in_memory(nd, "conv")(x, w, b, **params, groups=2), np.float64)
 
 
 @st.composite
@@ -270,7 +270,7 @@ def test_conv_backward_equals_in_memory(case, split_every):
     assert len(got) == (3 if case["bias"] else 2)
     for g, r in zip(got, ref):
         assert g.shape == r.shape
-        np.testing.assert_allclose(g, r, *tol(np.float64))
+        assert_close(g, r, np.float64)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -287,7 +287,7 @@ def test_conv_backward_chunkings_and_gradcheck(dtype):
         got = compute(*cd.conv2d_backward(da.from_array(gy, chunks=(1, 1, 3, 4)), xd, w, b, **params))
         for g, r in zip(got, ref):
             assert g.dtype == dtype
-            np.testing.assert_allclose(g, r, *tol(dtype, 2 * 15 * 7))
+            assert_close(g, r, dtype, 2 * 15 * 7)
         gx = cd.conv2d_backward(da.from_array(gy), xd, w, b, **params)[0]
         assert gx.chunks[:2] == xd.chunks[:2]  # chunked like x; spatial chunks merged at most
         for merged, given_ in zip(gx.chunks[2:], xd.chunks[2:]):

@@ -14,7 +14,7 @@ import dask  # noqa: E402
 
 cd = pytest.importorskip("convlab.dask")
 
-from oracles import tol  # noqa: E402
+from oracles import assert_close  # noqa: E402
 
 IMAGE = (1, 1, 2048, 2048)  # float32: 16 MiB
 CHUNK = 256                 # 256 KiB per chunk
@@ -44,12 +44,12 @@ def test_results_on_the_cluster_equal_in_memory(client):
     xd = da.from_array(x, chunks=(2, 2, (10, 3, 24), 10))
     params = dict(stride=(2, 3), padding="same", dilation=(1, 2), groups=2)
     y, p = client.compute([cd.conv2d(xd, w, b, **params), cd.max_pool2d(xd, 3, 2, 1, ceil_mode=True)], sync=True)
-    np.testing.assert_allclose(y, convlab.conv2d(x, w, b, **params), *tol(np.float64))
+    assert_close(y, convlab.conv2d(x, w, b, **params), np.float64)
     np.testing.assert_array_equal(p, convlab.max_pool2d(x, 3, 2, 1, ceil_mode=True))
     gy = rng.standard_normal(y.shape)
     got = client.compute(list(cd.conv2d_backward(da.from_array(gy, chunks=5), xd, w, b, **params)), sync=True)
     for g, r in zip(got, convlab.conv2d_backward(gy, x, w, b, **params)):
-        np.testing.assert_allclose(g, r, *tol(np.float64))
+        assert_close(g, r, np.float64)
 
 
 def _peak_bytes():
