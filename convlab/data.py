@@ -114,6 +114,18 @@ def fashion_mnist(split="train", root=None):
         "root=FOLDER or set CONVLAB_DATA=FOLDER")
 
 
+def fashion_mnist_or_digits(n_train=None, n_test=None):
+    """``(name, x, y, x_test, y_test)``: Fashion-MNIST when it is installed, else scikit-learn's
+    digits (so that an experiment runs anywhere), each cut to its first ``n_train``/``n_test``."""
+    try:
+        (x, y), (xt, yt) = fashion_mnist("train"), fashion_mnist("test")
+        name = "fashion-mnist"
+    except DatasetNotFoundError:
+        (x, y), (xt, yt) = digits("train"), digits("test")
+        name = "digits"
+    return name, x[:n_train], y[:n_train], xt[:n_test], yt[:n_test]
+
+
 def cifar10(root, split="train"):
     """CIFAR-10 from the Python pickle batches (``data_batch_1`` .. ``data_batch_5``, ``test_batch``)
     in ``root`` (or its ``cifar-10-batches-py`` subfolder), downloaded by the user:

@@ -21,15 +21,7 @@ def model(channels=1, classes=10, width=16):
 
 
 def load(quick):
-    try:
-        (x, y), (xt, yt) = data.fashion_mnist("train"), data.fashion_mnist("test")
-        name = "fashion-mnist"
-    except data.DatasetNotFoundError:
-        (x, y), (xt, yt) = data.digits("train"), data.digits("test")
-        name = "digits"
-    if quick:
-        x, y, xt, yt = x[:1024], y[:1024], xt[:512], yt[:512]
-    return name, x, y, xt, yt
+    return data.fashion_mnist_or_digits(*((1024, 512) if quick else (None, None)))
 
 
 def run(quick, out, seed):

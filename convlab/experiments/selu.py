@@ -146,13 +146,7 @@ def standardise(train, *others, floor=0.05):
 
 
 def load_images(n_train, n_test):
-    try:
-        (x, y), (xt, yt) = data.fashion_mnist("train"), data.fashion_mnist("test")
-        name = "fashion-mnist"
-    except data.DatasetNotFoundError:
-        (x, y), (xt, yt) = data.digits("train"), data.digits("test")
-        name = "digits"
-    return name, x[:n_train], y[:n_train], xt[:n_test], yt[:n_test]
+    return data.fashion_mnist_or_digits(n_train, n_test)
 
 
 def fit(model, x, y, s, epochs, seed, points=20, lr=None):
