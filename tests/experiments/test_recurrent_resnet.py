@@ -162,3 +162,22 @@ def test_quick_experiment_end_to_end(tmp_path):
     assert comparison["resnet3 unshared"]["parameters"] > comparison["resnet3 shared"]["parameters"]
     for name in record["figures"]:
         assert (tmp_path / name).stat().st_size > 1000
+
+
+def test_full_run_reads_the_users_cifar10_when_named(tmp_path, monkeypatch):
+    import pickle
+
+    from convlab.experiments import recurrent_resnet
+
+    rng = np.random.default_rng(0)
+    for name, n in [(f"data_batch_{i}", 6) for i in range(1, 6)] + [("test_batch", 4)]:
+        batch = {b"data": rng.integers(0, 256, (n, 3 * 32 * 32), dtype=np.uint8),
+                 b"labels": list(rng.integers(0, 10, n))}
+        with open(tmp_path / name, "wb") as f:
+            pickle.dump(batch, f)
+    monkeypatch.setenv("CONVLAB_CIFAR10", str(tmp_path))
+    name, x, y, xt, yt = recurrent_resnet._data(quick=False, seed=0)
+    assert name.startswith("cifar-10") and x.shape == (30, 3, 32, 32) and xt.shape == (4, 3, 32, 32)
+    xs, _ = recurrent_resnet._standardise(x, xt)
+    np.testing.assert_allclose(xs.mean(axis=(0, 2, 3)), 0, atol=1e-5)  # per channel
+    np.testing.assert_allclose(xs.std(axis=(0, 2, 3)), 1, atol=1e-4)
