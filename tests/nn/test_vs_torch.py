@@ -222,6 +222,36 @@ def test_cells_with_a_given_state_match():
             close(out[1].data, tout[1])
 
 
+def test_cells_on_one_unbatched_sample_match():
+    r = np.random.default_rng(9)
+    for cell_type in ("GRUCell", "LSTMCell"):
+        cell, tcell = getattr(nn, cell_type)(2, 3, dtype=np.float64), getattr(tnn, cell_type)(2, 3).double()
+        copy_to_torch(cell, tcell)
+        x, h, c = r.standard_normal(2), r.standard_normal(3), r.standard_normal(3)
+        tx, th, tc = map(torch.from_numpy, (x, h, c))
+        if cell_type == "GRUCell":
+            out, tout = cell(Tensor(x), h), tcell(tx, th)
+            assert out.shape == (3,)
+            close(out.data, tout)
+            close(cell(Tensor(x)).data, tcell(tx))
+        else:
+            out, tout = cell(Tensor(x), (h, c)), tcell(tx, (th, tc))
+            assert out[0].shape == out[1].shape == (3,)
+            close(out[0].data, tout[0])
+            close(out[1].data, tout[1])
+
+
+def test_flatten_dims_match_or_refuse():
+    x = np.random.default_rng(10).standard_normal((2, 3, 4, 5))
+    for start, end in ((1, -1), (0, 2), (-3, -2), (2, 2)):
+        close(nn.Flatten(start, end)(Tensor(x)).data, tnn.Flatten(start, end)(torch.from_numpy(x)))
+    for shape, start, end in (((5,), 1, -1), ((2, 3), 0, 2), ((2, 3, 4), 2, 1)):
+        with pytest.raises((IndexError, RuntimeError)):
+            tnn.Flatten(start, end)(torch.zeros(shape))
+        with pytest.raises(ValueError, match="Flatten"):
+            nn.Flatten(start, end)(Tensor(np.zeros(shape)))
+
+
 # ----------------------------------------------------------------------------- transposed, 1-d and 3-d nets
 
 

@@ -1,7 +1,7 @@
 """Recurrent cells with PyTorch's parameter names, shapes, gate order and initialisation.
 
 Both cells take ``input (N, input_size)`` and a state of ``(N, hidden_size)`` arrays (zeros
-when omitted). A cell applied at every step of a sequence reuses its weights, and the
+when omitted), or one unbatched sample ``(input_size,)`` with ``(hidden_size,)`` states. A cell applied at every step of a sequence reuses its weights, and the
 gradients of the steps add up in them (backpropagation through time, section 10.2.2).
 """
 from __future__ import annotations
@@ -38,6 +38,16 @@ class _Cell(Module):
         for p in self.parameters():
             init.uniform_(p, -bound, bound)
 
+    def forward(self, input, hx=None):
+        """One step; ``input (N, input_size)`` or, unbatched, ``(input_size,)`` with states of
+        ``(hidden_size,)``, as PyTorch's cells take."""
+        if isinstance(input, Tensor) and input.ndim == 1:
+            row = lambda a: (a if isinstance(a, Tensor) else Tensor(a)).reshape((1, -1))  # noqa: E731
+            hx = None if hx is None else (tuple(map(row, hx)) if isinstance(hx, tuple) else row(hx))
+            out = self.step(input.reshape((1, -1)), hx)
+            return tuple(o.reshape((-1,)) for o in out) if isinstance(out, tuple) else out.reshape((-1,))
+        return self.step(input, hx)
+
     def _check(self, x, state):
         if not isinstance(x, Tensor) or x.ndim != 2 or x.shape[1] != self.input_size:
             raise ValueError(f"{type(self).__name__}: input must be a Tensor (N, {self.input_size}), got "
@@ -71,7 +81,7 @@ class GRUCell(_Cell):
 
     gates = 3
 
-    def forward(self, input, hx=None):
+    def step(self, input, hx=None):
         h = self._check(input, hx)
         gi, gh = self._gates(input, h)
         H = self.hidden_size
@@ -92,7 +102,7 @@ class LSTMCell(_Cell):
 
     gates = 4
 
-    def forward(self, input, hx=None):
+    def step(self, input, hx=None):
         h, c = (None, None) if hx is None else hx
         h, c = self._check(input, h), self._check(input, c)
         gi, gh = self._gates(input, h)
