@@ -134,5 +134,7 @@ def test_moving_to_cuda_without_cupy():
             nn.Linear(2, 2).cuda()
         with pytest.raises(ValueError, match="device"):
             nn.Linear(2, 2).to(device="tpu")
+        with pytest.raises(ValueError, match="a float dtype or a device"):
+            nn.Linear(2, 2).to("gpu")
     else:
         pytest.skip("CuPy is installed: moving to the GPU is tested in tests/gpu")

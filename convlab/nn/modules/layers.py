@@ -72,8 +72,15 @@ class Flatten(_Stateless):
         super().__init__(start_dim=start_dim, end_dim=end_dim)
 
     def forward(self, x):
-        start = self.kwargs["start_dim"] % x.ndim
-        end = self.kwargs["end_dim"] % x.ndim
+        dims = {}
+        for name in ("start_dim", "end_dim"):
+            d = self.kwargs[name]
+            if not -x.ndim <= d < x.ndim:
+                raise ValueError(f"Flatten: {name}={d} is out of range for a {x.ndim}-d input")
+            dims[name] = d % x.ndim
+        start, end = dims["start_dim"], dims["end_dim"]
+        if start > end:
+            raise ValueError(f"Flatten: start_dim ({start}) comes after end_dim ({end})")
         return x.reshape(x.shape[:start] + (-1,) + x.shape[end + 1:])
 
 

@@ -221,6 +221,11 @@ class Module:
         ``device`` (``"cpu"`` or ``"cuda"``), in place; returns ``self``."""
         if isinstance(dtype, str) and dtype in ("cpu", "cuda"):
             dtype, device = None, dtype
+        elif isinstance(dtype, str):
+            try:
+                np.dtype(dtype)
+            except TypeError:
+                raise ValueError(f"to() takes a float dtype or a device ('cpu' or 'cuda'), got {dtype!r}") from None
         dtype = None if dtype is None else _float_dtype(dtype)
         xp = _device_module(device)
 
