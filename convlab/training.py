@@ -32,6 +32,27 @@ def progress(iterable, desc=None, total=None, disable=False):
     return tqdm(iterable, desc=desc, total=total, leave=False, dynamic_ncols=True)
 
 
+def parallel_map(fn, jobs, workers, desc=None):
+    """``[fn(job) for job in jobs]`` in ``workers`` forked processes (one BLAS thread each, so
+    that the processes do not oversubscribe the cores), with one progress bar over the jobs.
+    ``fn`` and the jobs must pickle; data loaded before the call is inherited by the fork."""
+    jobs = list(jobs)
+    if workers <= 1:
+        return [fn(j) for j in progress(jobs, desc=desc, total=len(jobs))]
+    import multiprocessing
+
+    with multiprocessing.get_context("fork").Pool(workers, initializer=_one_blas_thread) as pool:
+        return list(progress(pool.imap(fn, jobs), desc=desc, total=len(jobs)))
+
+
+def _one_blas_thread():
+    try:
+        from threadpoolctl import threadpool_limits
+        threadpool_limits(1)
+    except ImportError:  # pragma: no cover - depends on the machine
+        pass
+
+
 class _Counter:
     def __init__(self, iterable, desc, total):
         self.iterable, self.desc = iterable, desc or ""

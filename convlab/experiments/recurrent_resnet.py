@@ -16,9 +16,9 @@ import numpy as np
 from .. import data, nn, optim
 from ..models.recurrent import MultiStateRNN, preset, schedule
 from ..nn import functional as F
-from ..training import evaluate, progress
+from ..training import evaluate, parallel_map, progress
 
-TRAIN, TEST = 3000, 2000   # the full run's subset of Fashion-MNIST
+TRAIN, TEST, EPOCHS = 6000, 2000, 5   # the full run's subset of Fashion-MNIST and its length
 
 SUMMARY = "recurrent ResNets / multi-state RNNs with shared weights (Liao & Poggio 2016): shared vs unshared"
 
@@ -46,7 +46,7 @@ def _standardise(x, xt):
     return (x - mean) / std, (xt - mean) / std
 
 
-def train(model, x, y, xt, yt, epochs, seed, lr=0.05, batch=64, desc=""):
+def train(model, x, y, xt, yt, epochs, seed, lr=0.05, batch=64, desc="", quiet=False):
     """SGD with momentum 0.9 and the paper's step schedule scaled to ``epochs`` (lr / 10 at 2/3
     and again at 5/6 of the run). Returns one row of train/test error per epoch."""
     opt = optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=1e-4)
@@ -56,7 +56,8 @@ def train(model, x, y, xt, yt, epochs, seed, lr=0.05, batch=64, desc=""):
         model.train()
         losses, wrong, seen = 0.0, 0, 0
         for xb, yb in progress(data.batches(x, y, batch_size=batch, seed=seed * 1000 + epoch),
-                               desc=f"{desc} epoch {epoch + 1}/{epochs}", total=-(-len(y) // batch)):
+                               desc=f"{desc} epoch {epoch + 1}/{epochs}", total=-(-len(y) // batch),
+                               disable=quiet):
             out = model(nn.Tensor(xb))
             loss = F.cross_entropy(out, yb)
             opt.zero_grad()
@@ -76,59 +77,73 @@ def _params(model):
     return int(sum(p.size for p in model.parameters()))
 
 
+_DATA = {}  # the standardised data of the current run, set before the workers fork
+
+
+def _job(spec):
+    """Train one net: ``spec = (label, seed, preset or channels/edges/readout, keyword arguments)``.
+    Returns the label, seed, per-epoch rows, parameter count and the net itself."""
+    label, s, what, kwargs = spec
+    x, y, xt, yt = (_DATA[k] for k in ("x", "y", "xt", "yt"))
+    nn.manual_seed(s)
+    if isinstance(what, str):
+        model = preset(what, x.shape[1], 10, x.shape[-1], width=_DATA["width"], **kwargs)
+    else:
+        model = MultiStateRNN(x.shape[1], 10, x.shape[-1], *what, **kwargs)
+    rows = train(model, x, y, xt, yt, _DATA["epochs"], s, quiet=_DATA["workers"] > 1, desc=f"{label} seed {s}")
+    return label, s, rows, _params(model), model
+
+
 def run(quick, out, seed):
     name, x, y, xt, yt = _data(quick, seed)
     x, xt = _standardise(x, xt)
-    size = x.shape[-1]
-    width, epochs, seeds = (4, 1, [seed]) if quick else (8, 4, [seed, seed + 1, seed + 2])
+    width, epochs, seeds = (4, 1, [seed]) if quick else (8, EPOCHS, [seed, seed + 1, seed + 2])
+    workers = 1 if quick else min(2, os.cpu_count() or 1)
+    _DATA.update(x=x, y=y, xt=xt, yt=yt, width=width, epochs=epochs, workers=workers)
     settings = dict(data=name, width=width, epochs=epochs, seeds=seeds, batch=64, lr=0.05, momentum=0.9,
-                    weight_decay=1e-4, schedule="lr/10 at 2/3 and 5/6 of the epochs", image_size=size)
-    results = {"settings": settings, "comparison": {}, "parameters": {}, "schedules": {}}
+                    weight_decay=1e-4, schedule="lr/10 at 2/3 and 5/6 of the epochs", image_size=x.shape[-1],
+                    workers=workers)
     t0 = time.perf_counter()
+    # Every net is independent: (a) shared against unshared with time-specific BN, (b) shared
+    # BN (its time-specific counterpart is (a)'s shared net), (c) nets trained at read-out 2
+    # and 6 (the default 4 is (a)'s), (d) sharing across states, on 3 states of one width.
+    jobs = [(f"{p} {'shared' if sh else 'unshared'}", s, p, dict(shared=sh))
+            for p in ("resnet3", "frnn2", "resnet1") for sh in (True, False) for s in seeds]
+    jobs += [(f"{p} bn=shared", s, p, dict(shared=True, bn="shared")) for p in ("frnn2", "resnet1") for s in seeds]
+    jobs += [(f"{p} train T={T}", seed, p, dict(shared=True, readout=T)) for p in ("frnn2", "resnet1") for T in (2, 6)]
+    three = ((2 * width,) * 3, [(0, 0), (1, 1), (2, 2), (0, 1), (1, 2)], 6)
+    jobs += [(f"share_states={ss}", seed, three, dict(shared=True, share_states=ss)) for ss in (False, True)]
+    done = {(label, s): (rows, n, model) for label, s, rows, n, model in
+            parallel_map(_job, jobs, workers, desc="recurrent nets")}
+    _DATA.clear()
 
-    def build(preset_name, s, **kwargs):
-        nn.manual_seed(s)
-        return preset(preset_name, x.shape[1], 10, size, width=width, **kwargs)
+    def final(label):
+        return [done[(label, s)][0][-1]["test_error"] for s in seeds]
 
-    def fit(model, s, desc):
-        return train(model, x, y, xt, yt, epochs, s, desc=desc)
-
-    def spread(errors):
+    def spread(label):
+        errors = final(label)
+        train_errors = [done[(label, s)][0][-1]["train_error"] for s in seeds]
         return dict(test_error_mean=float(np.mean(errors)), test_error_std=float(np.std(errors)),
-                    test_errors=[float(e) for e in errors])
+                    test_errors=errors, train_error_mean=float(np.mean(train_errors)))
 
-    # (a) shared against unshared, with parameter counts; time-specific BN throughout. The
-    # first seed's shared nets are kept for (b) and (c), which compare against them.
-    curves, kept = {}, {}
-    for preset_name in ("resnet1", "resnet3", "frnn2"):
-        for shared in (True, False):
-            key = f"{preset_name} {'shared' if shared else 'unshared'}"
-            runs = []
-            for s in seeds:
-                model = build(preset_name, s, shared=shared)
-                runs.append(fit(model, s, key))
-                if shared and s == seeds[0]:
-                    kept[preset_name] = model
-            results["parameters"][key] = _params(model)
-            sch = model.sched
-            results["schedules"][preset_name] = dict(defined_at=sch.defined_at, readout=sch.readout,
-                                                     edges=[list(e) for e in model.edges])
-            results["comparison"][key] = dict(spread([r[-1]["test_error"] for r in runs]),
-                                              parameters=_params(model))
-            curves[key] = runs
-    results["curves"] = curves
-    # (b) time-specific (the shared runs of (a)) against shared batch norm
+    results = {"settings": settings, "comparison": {}, "parameters": {}, "schedules": {}, "curves": {}}
+    for p in ("resnet1", "resnet3", "frnn2"):
+        for kind in ("shared", "unshared"):
+            key = f"{p} {kind}"
+            rows, n, model = done[(key, seed)]
+            results["parameters"][key] = n
+            results["comparison"][key] = dict(spread(key), parameters=n)
+            results["curves"][key] = [done[(key, s)][0] for s in seeds]
+        sch = model.sched
+        results["schedules"][p] = dict(defined_at=sch.defined_at, readout=sch.readout,
+                                       edges=[list(e) for e in model.edges])
     results["batch_norm"] = {}
-    for preset_name in ("resnet1", "frnn2"):
-        results["batch_norm"][f"{preset_name} bn=time"] = spread(
-            results["comparison"][f"{preset_name} shared"]["test_errors"])
-        final = [fit(build(preset_name, s, shared=True, bn="shared"), s, f"{preset_name} bn=shared")[-1]["test_error"]
-                 for s in seeds]
-        results["batch_norm"][f"{preset_name} bn=shared"] = spread(final)
-    # (c) read-out time: the nets of (a), trained at T=4, tested at 1..8; and nets trained at 2, 4, 6
+    for p in ("resnet1", "frnn2"):
+        results["batch_norm"][f"{p} bn=time"] = spread(f"{p} shared")
+        results["batch_norm"][f"{p} bn=shared"] = spread(f"{p} bn=shared")
     results["readout"] = {}
-    for preset_name in ("resnet1", "frnn2"):
-        model = kept[preset_name]
+    for p in ("resnet1", "frnn2"):
+        model = done[(f"{p} shared", seed)][2]
         errors = {}
         for T in range(1, 9):
             try:
@@ -136,20 +151,13 @@ def run(quick, out, seed):
             except ValueError:
                 continue
             errors[T] = 1 - evaluate_at(model, xt, yt, T)
-        trained_at = {model.readout: results["comparison"][f"{preset_name} shared"]["test_errors"][0]}
-        for T in (2, 6):
-            trained_at[T] = fit(build(preset_name, seed, shared=True, readout=T), seed,
-                                f"{preset_name} train T={T}")[-1]["test_error"]
-        results["readout"][preset_name] = dict(test_error_by_test_readout=errors, trained_readout=model.readout,
-                                               test_error_by_trained_readout=dict(sorted(trained_at.items())))
-    # (d) sharing across states as well (3 states of one width, so that edges of a kind can share)
-    results["share_states"] = {}
-    for share_states in (False, True):
-        nn.manual_seed(seed)
-        model = MultiStateRNN(x.shape[1], 10, size, (2 * width,) * 3, [(0, 0), (1, 1), (2, 2), (0, 1), (1, 2)], 6,
-                              shared=True, share_states=share_states)
-        err = fit(model, seed, f"share_states={share_states}")[-1]["test_error"]
-        results["share_states"][str(share_states)] = dict(test_error=err, parameters=_params(model))
+        trained_at = {T: done[(f"{p} train T={T}", seed)][0][-1]["test_error"] for T in (2, 6)}
+        trained_at[model.readout] = final(f"{p} shared")[0]
+        results["readout"][p] = dict(test_error_by_test_readout=errors, trained_readout=model.readout,
+                                     test_error_by_trained_readout=dict(sorted(trained_at.items())))
+    results["share_states"] = {str(ss): dict(test_error=done[(f"share_states={ss}", seed)][0][-1]["test_error"],
+                                             parameters=done[(f"share_states={ss}", seed)][1])
+                               for ss in (False, True)}
     results["seconds_training"] = time.perf_counter() - t0
     results["figures"] = _figures(results, out)
     return results

@@ -16,6 +16,7 @@ import numpy as np
 from .. import data, nn
 from ..analysis import dynamics as dyn
 from ..models import rnn_memory as rm
+from ..training import parallel_map
 
 SUMMARY = ("delayed recall in GRU/LSTM nets: VoCu vs DeCu, recall to 10x the trained delay, slow-point speed vs "
            "accuracy, speed regulariser")
@@ -53,14 +54,6 @@ def _data(cfg):
     return _DATA[cfg["dataset"]]
 
 
-def _limit_threads():
-    try:
-        from threadpoolctl import threadpool_limits
-        threadpool_limits(1)
-    except ImportError:  # pragma: no cover - depends on the machine
-        pass
-
-
 def _analyse(net, cfg, seed, with_pca):
     """Accuracy against delay to 10x t_max, class slow points from the long-delay states."""
     x, y, _, _, xt, yt = _data(cfg)
@@ -83,7 +76,6 @@ def _analyse(net, cfg, seed, with_pca):
 
 def _base_job(args):
     cfg, cell, curriculum, seed = args
-    _limit_threads()
     x, y, xv, yv, _, _ = _data(cfg)
     nn.manual_seed(seed)
     net = rm.RecallRNN(x[0].size + 1, cfg["hidden"], 11, cell)
@@ -98,7 +90,6 @@ def _base_job(args):
 
 def _finetune_job(args):
     cfg, cell, seed, state, regulariser = args
-    _limit_threads()
     x, y, xv, yv, _, _ = _data(cfg)
     nn.manual_seed(seed)
     net = rm.RecallRNN(x[0].size + 1, cfg["hidden"], 11, cell)
@@ -111,29 +102,18 @@ def _finetune_job(args):
                 **_analyse(net, cfg, seed, with_pca=False))
 
 
-def _map(fn, jobs, workers, desc):
-    from ..training import progress
-
-    if workers <= 1:
-        return [fn(j) for j in progress(jobs, desc=desc, total=len(jobs))]
-    import multiprocessing
-
-    with multiprocessing.get_context("fork").Pool(workers) as pool:
-        return list(progress(pool.imap(fn, jobs), desc=desc, total=len(jobs)))
-
-
 def run(quick, out, seed):
     cfg = dict(QUICK if quick else FULL)
     cfg["seeds"] = tuple(seed + s for s in cfg["seeds"])
     cfg["workers"] = min(cfg["workers"], os.cpu_count() or 1)
     _data(cfg)  # loaded once, before the workers fork
     jobs = [(cfg, c, cur, s) for c in cfg["cells"] for s in cfg["seeds"] for cur in cfg["curricula"]]
-    done = _map(_base_job, jobs, cfg["workers"], "base nets")
+    done = parallel_map(_base_job, jobs, cfg["workers"], "base nets")
     base = [r for r, _ in done]
     states = {(r["cell"], r["seed"]): st for r, st in done if r["curriculum"] == "decu"}
     ft_jobs = [(cfg, c, s, states[(c, s)], reg) for c in cfg["cells"] for s in cfg["seeds"]
                for reg in cfg["regularisers"]]
-    finetuned = _map(_finetune_job, ft_jobs, cfg["workers"], "regulariser")
+    finetuned = parallel_map(_finetune_job, ft_jobs, cfg["workers"], "regulariser")
     summary = summarise(cfg, base, finetuned)
     figures = plot(cfg, base, finetuned, summary, out)
     for r in base:
