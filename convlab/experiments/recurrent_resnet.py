@@ -203,8 +203,9 @@ def _figures(results, out):
 
     fig, ax = plt.subplots(figsize=(5, 3.4))
     for p, r in results["readout"].items():
-        ts = sorted(int(t) for t in r["test_error_by_test_readout"])
-        ax.plot(ts, [r["test_error_by_test_readout"][t] for t in ts], marker="o", label=f"{p} (trained at T=4)")
+        by_t = {int(t): e for t, e in r["test_error_by_test_readout"].items()}  # str keys from JSON
+        ts = sorted(by_t)
+        ax.plot(ts, [by_t[t] for t in ts], marker="o", label=f"{p} (trained at T=4)")
     ax.axvline(4, color="grey", ls=":")
     ax.set_xlabel("read-out time at test")
     ax.set_ylabel("test error")
@@ -215,22 +216,31 @@ def _figures(results, out):
     plt.close(fig)
     names.append("readout.png")
 
+    # the unrolled schedule: a dot where a state is defined, an arrow per transition computed
+    colours = {"self": "grey", "up": "tab:blue", "down": "tab:red"}
     fig, axes = plt.subplots(1, len(results["schedules"]), figsize=(4 * len(results["schedules"]), 3), squeeze=False)
     for ax, (p, s) in zip(axes[0], results["schedules"].items()):
         n, T = len(s["defined_at"]), s["readout"]
+        edges = [tuple(e) for e in s["edges"]]
+        for t, active in enumerate(schedule(n, edges, T).active):
+            for i, j in active:
+                kind = "self" if i == j else ("up" if i < j else "down")
+                ax.annotate("", xy=(t + 1, j), xytext=(t, i),
+                            arrowprops=dict(arrowstyle="->", color=colours[kind], lw=1, shrinkA=4, shrinkB=4))
         for j, t0 in enumerate(s["defined_at"]):
             ts = [t for t in range(T + 1) if t0 is not None and t >= t0]
-            ax.scatter(ts, [j] * len(ts), color="tab:blue", s=40)
-        for i, j in s["edges"]:
-            style = "-" if i == j else ("-|>" if i < j else "<|-")
-            ax.annotate("", xy=(T + 0.6, j), xytext=(T + 0.6, i) if i != j else (T + 0.9, j),
-                        arrowprops=dict(arrowstyle="->" if style != "-" else "-", color="tab:red"))
+            ax.scatter(ts, [j] * len(ts), color="black", s=25, zorder=3)
+        ax.scatter([T], [n - 1], s=160, facecolors="none", edgecolors="tab:green", zorder=4)
         ax.set_yticks(range(n))
         ax.set_yticklabels([f"state {j}" for j in range(n)])
-        ax.set_xlabel("time step (dots: state defined)")
-        ax.set_xlim(-0.5, T + 1.2)
-        ax.set_title(f"{p}: read-out at T={T}")
-    fig.tight_layout()
+        ax.set_xlabel("time step")
+        ax.set_xlim(-0.5, T + 0.5)
+        ax.set_ylim(-0.5, n - 0.5)
+        ax.set_title(f"{p}: read-out at T={T} (green ring)", fontsize=9)
+    handles = [plt.Line2D([], [], color=c, label=k) for k, c in
+               (("self", colours["self"]), ("bottom-up", colours["up"]), ("top-down", colours["down"]))]
+    fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=8)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
     fig.savefig(out / "schedules.png", dpi=100)
     plt.close(fig)
     names.append("schedules.png")
