@@ -18,7 +18,7 @@ from ..models.recurrent import MultiStateRNN, preset, schedule
 from ..nn import functional as F
 from ..training import evaluate, parallel_map, progress
 
-TRAIN, TEST, EPOCHS = 6000, 2000, 5   # the full run's subset of Fashion-MNIST and its length
+TRAIN, TEST, EPOCHS = 3000, 2000, 4   # the full run's subset of Fashion-MNIST and its length
 
 SUMMARY = "recurrent ResNets / multi-state RNNs with shared weights (Liao & Poggio 2016): shared vs unshared"
 
