@@ -141,6 +141,9 @@ def run(quick, out, seed):
     for p in ("resnet1", "frnn2"):
         results["batch_norm"][f"{p} bn=time"] = spread(f"{p} shared")
         results["batch_norm"][f"{p} bn=shared"] = spread(f"{p} bn=shared")
+        # is a failure one of training, or of the running statistics (one set for all steps)?
+        results["batch_norm"][f"{p} bn=shared"]["test_error_with_batch_statistics"] = [
+            1 - evaluate_at(done[(f"{p} bn=shared", s)][2], xt, yt, None, batch_statistics=True) for s in seeds]
     results["readout"] = {}
     for p in ("resnet1", "frnn2"):
         model = done[(f"{p} shared", seed)][2]
@@ -163,9 +166,10 @@ def run(quick, out, seed):
     return results
 
 
-def evaluate_at(model, x, y, readout, batch=500):
-    """Accuracy of ``model`` read out at step ``readout`` (eval mode, no graph)."""
-    model.eval()
+def evaluate_at(model, x, y, readout, batch=500, batch_statistics=False):
+    """Accuracy of ``model`` read out at step ``readout`` (no graph): eval mode, or with
+    ``batch_statistics`` each batch normalised by its own statistics (running ones move)."""
+    model.train(batch_statistics)
     with nn.no_grad():
         correct = sum(int((model(nn.Tensor(x[i:i + batch]), readout=readout).data.argmax(1) == y[i:i + batch]).sum())
                       for i in range(0, len(y), batch))

@@ -18,7 +18,8 @@ halves, rounding up) and transposed on a top-down edge (``i > j``). ``shared=Tru
 per step, which is a conventional ResNet with a transition that changes over time.
 ``share_states=True`` also uses one transition for every edge of the same kind and width.
 Batch norm is time-specific (``bn="time"``, its own statistics per step) or one set per
-transition (``bn="shared"``).
+transition (``bn="shared"``); the transitions' batch norms have no learned scale and shift,
+the post-net's has.
 """
 from __future__ import annotations
 
@@ -158,7 +159,9 @@ class MultiStateRNN(nn.Module):
             for i, j in active:
                 key = (i, j, t) if bn == "time" else (i, j)
                 if key not in norms:
-                    norms[key] = nn.ModuleList([nn.BatchNorm2d(channels[i]), nn.BatchNorm2d(channels[j])])
+                    # no learned scale and shift: as the paper, only the post-net's BN has them
+                    norms[key] = nn.ModuleList([nn.BatchNorm2d(channels[i], affine=False),
+                                                nn.BatchNorm2d(channels[j], affine=False)])
         self.norms = nn.ModuleList(norms.values())
         self._norm_index = {key: k for k, key in enumerate(norms)}
 

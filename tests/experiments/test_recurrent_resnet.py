@@ -107,6 +107,9 @@ def test_time_specific_batch_norm_keeps_statistics_per_step():
     assert len(shared_bn.norms) == 1
     shared_bn(nn.Tensor(np.random.default_rng(0).standard_normal((8, 1, 6, 6)).astype(np.float32)))
     assert int(shared_bn.norms[0][0].num_batches_tracked) == 3  # one set, updated at every step
+    # learned scale and shift in the post-net's batch norm only, as the paper
+    assert [name for name, _ in model.named_parameters() if "norms" in name] == []
+    assert {"postnet_bn.weight", "postnet_bn.bias"} <= {name for name, _ in model.named_parameters()}
 
 
 def test_share_states_uses_one_transition_per_kind():
