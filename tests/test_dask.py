@@ -13,7 +13,7 @@ import dask  # noqa: E402
 
 cd = pytest.importorskip("convlab.dask")
 
-from oracles import assert_close  # noqa: E402
+from oracles import assert_close, conv_problems, operands  # noqa: E402
 
 SETTINGS = settings(max_examples=40, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 
@@ -32,32 +32,21 @@ def partitions(draw, n, max_parts=5):
 
 @st.composite
 def conv_cases(draw):
-    nd = draw(st.sampled_from([1, 2]))
-    groups = draw(st.integers(1, 2))
-    c, k_out = groups * draw(st.integers(1, 2)), groups * draw(st.integers(1, 2))
-    n = draw(st.lists(st.integers(1, 13), min_size=nd, max_size=nd))
-    kernel = draw(st.lists(st.integers(1, 4), min_size=nd, max_size=nd))
-    stride = draw(st.lists(st.integers(1, 3), min_size=nd, max_size=nd))
-    dilation = draw(st.lists(st.integers(1, 2), min_size=nd, max_size=nd))
-    padding = draw(st.one_of(st.sampled_from(["valid", "same", "full"]), st.integers(0, 3),
-                             st.lists(st.tuples(st.integers(0, 4), st.integers(0, 4)), min_size=nd, max_size=nd)))
-    batch = draw(st.integers(1, 3))
-    chunks = (draw(partitions(batch)), (c // groups,) * groups) + tuple(draw(partitions(v)) for v in n)
-    return dict(nd=nd, x_shape=(batch, c, *n), w_shape=(k_out, c // groups, *kernel), stride=tuple(stride),
-                dilation=tuple(dilation), padding=padding, groups=groups, chunks=chunks,
+    """A random problem of ``oracles.conv_problems`` with a chunking of x (channel chunks of
+    whole groups), ``flip``, a bias or none, and a seed."""
+    nd, x_shape, w_shape, params = draw(conv_problems())
+    groups = params["groups"]
+    chunks = (draw(partitions(x_shape[0])), (x_shape[1] // groups,) * groups) + tuple(
+        draw(partitions(v)) for v in x_shape[2:])
+    return dict(nd=nd, x_shape=x_shape, w_shape=w_shape, params=params, chunks=chunks,
                 flip=draw(st.booleans()), bias=draw(st.booleans()), seed=draw(st.integers(0, 2**16)))
 
 
-def operands(case, dtype=np.float64):
-    rng = np.random.default_rng(case["seed"])
-    x = rng.standard_normal(case["x_shape"]).astype(dtype)
-    w = rng.standard_normal(case["w_shape"]).astype(dtype)
-    b = rng.standard_normal(case["w_shape"][0]).astype(dtype) if case["bias"] else None
+def case_operands(case, dtype=np.float64):
+    x, w = operands(case["x_shape"], case["w_shape"], dtype, case["seed"])
+    b = np.random.default_rng(case["seed"] + 1).standard_normal(case["w_shape"][0]).astype(dtype) \
+        if case["bias"] else None
     return x, w, b
-
-
-def conv_params(case):
-    return dict(stride=case["stride"], padding=case["padding"], dilation=case["dilation"], groups=case["groups"])
 
 
 def in_memory(nd, name, suffix=""):
@@ -120,8 +109,8 @@ def test_stride_aligned_chunks_give_chunks_divided_by_the_stride():
 def test_conv_equals_in_memory(case):
     """Bit for bit with the loop oracle (its sums run in one order whatever the extent); to
     rounding with "direct", whose BLAS products may group the channel sums by the extent."""
-    x, w, b = operands(case)
-    nd, params = case["nd"], conv_params(case)
+    x, w, b = case_operands(case)
+    nd, params = case["nd"], case["params"]
     xd = da.from_array(x, chunks=case["chunks"])
     try:
         ref = in_memory(nd, "conv")(x, w, b, **params, flip=case["flip"], algorithm="naive")
@@ -255,8 +244,8 @@ def test_pool3d():
 @settings(max_examples=25, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(conv_cases(), st.sampled_from([None, 2]))
 def test_conv_backward_equals_in_memory(case, split_every):
-    x, w, b = operands(case)
-    nd, params = case["nd"], conv_params(case)
+    x, w, b = case_operands(case)
+    nd, params = case["nd"], case["params"]
     try:
         y = in_memory(nd, "conv")(x, w, b, **params)
     except ValueError:
