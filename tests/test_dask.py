@@ -13,7 +13,7 @@ import dask  # noqa: E402
 
 cd = pytest.importorskip("convlab.dask")
 
-from oracles import assert_close, conv_problems, operands  # noqa: E402
+from oracles import assert_close, conv_problems, operands, torch_or_none  # noqa: E402
 
 SETTINGS = settings(max_examples=40, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 
@@ -92,6 +92,12 @@ def test_plan_assigns_each_window_once_within_its_block(case, ceil_mode):
         for j in range(j0, j1):
             first, last = j * s - pad[0], j * s - pad[0] + span - 1
             assert max(first, 0) >= start and min(last, n - 1) < stop, (i, j)
+        local = plan.local(i)
+        if local is not None:  # the block's in-memory problem is valid and gives exactly its windows
+            c0, c1, local_pad, ceil = local
+            assert start <= c0 < c1 <= stop
+            local_geom = convlab._params.make_geometry((c1 - c0,), (k,), (s,), (d,), (local_pad,), ceil_mode=ceil)
+            assert local_geom.out_size == (j1 - j0,), (i, local, plan)
 
 
 def test_stride_aligned_chunks_give_chunks_divided_by_the_stride():
@@ -228,6 +234,61 @@ def test_pools_equal_in_memory_bit_for_bit(case, name):
     y = on_dask(nd, name)(da.from_array(x, chunks=case["chunks"]), *lead[1:], case["kernel"], **kw)
     got, = compute(y)
     np.testing.assert_array_equal(got, ref)
+
+
+@SETTINGS
+@given(pool_cases())
+def test_max_pool_indices_equal_in_memory(case):
+    """Indices into the whole input plane, made from each block's own: the same ints as in memory
+    (-1 where a dilated window holds padding only)."""
+    x = np.random.default_rng(case["seed"]).standard_normal(case["shape"])
+    nd = case["nd"]
+    kw = dict(stride=case["stride"], padding=case["padding"], dilation=case["dilation"], ceil_mode=case["ceil_mode"],
+              return_indices=True)
+    try:
+        ref_y, ref_i = in_memory(nd, "max_pool")(x, case["kernel"], **kw)
+    except ValueError:
+        assume(False)
+    y, i = compute(*on_dask(nd, "max_pool")(da.from_array(x, chunks=case["chunks"]), case["kernel"], **kw))
+    np.testing.assert_array_equal(y, ref_y)
+    assert i.dtype == np.int64
+    np.testing.assert_array_equal(i, ref_i)
+    # and each index points at its maximum
+    flat = x.reshape(x.shape[:2] + (-1,))
+    hit = np.take_along_axis(flat, np.maximum(i, 0).reshape(i.shape[:2] + (-1,)), axis=2).reshape(i.shape)
+    np.testing.assert_array_equal(np.where(i < 0, -np.inf, hit), y)
+
+
+@SETTINGS
+@given(st.sampled_from([1, 2, 3]), st.data())
+def test_adaptive_pools_equal_in_memory(nd, data):
+    """PyTorch's bins of the whole axis, cut by chunks (each bin read by the chunk holding its
+    first cell): bit for bit, with the indices into the whole plane."""
+    n = data.draw(st.lists(st.integers(1, 14), min_size=nd, max_size=nd))
+    out = tuple(data.draw(st.one_of(st.none(), st.integers(1, v + 3))) for v in n)
+    x = np.random.default_rng(data.draw(st.integers(0, 99))).standard_normal((2, 3, *n))
+    xd = da.from_array(x, chunks=(data.draw(partitions(2)), data.draw(partitions(3)))
+                       + tuple(data.draw(partitions(v)) for v in n))
+    y, i = compute(*on_dask(nd, "adaptive_max_pool")(xd, out, return_indices=True))
+    ref_y, ref_i = in_memory(nd, "adaptive_max_pool")(x, out, return_indices=True)
+    np.testing.assert_array_equal(y, ref_y)
+    np.testing.assert_array_equal(i, ref_i)
+    avg, = compute(on_dask(nd, "adaptive_avg_pool")(xd, out))
+    np.testing.assert_array_equal(avg, in_memory(nd, "adaptive_avg_pool")(x, out))
+
+
+def test_adaptive_pool_against_torch():
+    torch = torch_or_none()
+    if torch is None:
+        pytest.skip("PyTorch is not installed (an optional oracle)")
+    x = np.random.default_rng(8).standard_normal((1, 2, 23, 17))
+    xd = da.from_array(x, chunks=(1, 1, (7, 9, 7), (5, 12)))
+    y, i = compute(*cd.adaptive_max_pool2d(xd, (5, 3), return_indices=True))
+    ty, ti = torch.nn.functional.adaptive_max_pool2d(torch.tensor(x), (5, 3), return_indices=True)
+    np.testing.assert_array_equal(y, ty.numpy())
+    np.testing.assert_array_equal(i, ti.numpy())
+    avg, = compute(cd.adaptive_avg_pool2d(xd, (5, 3)))
+    assert_close(avg, torch.nn.functional.adaptive_avg_pool2d(torch.tensor(x), (5, 3)).numpy(), np.float64)
 
 
 def test_pool3d():
