@@ -457,6 +457,134 @@ def _tree_sum(both, plan, k_chunks, w_tail, dtype, split_every):
     return parts.sum(axis=(0,) + tuple(range(2, 2 + nd)), split_every=split_every)
 
 
+# ----------------------------------------------------------------------------- transposed
+
+@dataclass(frozen=True)
+class _Fold:
+    """One axis of blocks that overlap their next neighbour by ``depth[1]`` cells, to be
+    added back onto ``chunks`` (see :func:`_overlap_add`)."""
+
+    chunks: tuple
+    depth: tuple
+
+
+def conv_transpose(nd, x, w, b=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1, *,
+                   algorithm="auto"):
+    """{nd}-d transposed convolution of a Dask array: ``convlab.conv_transpose{nd}d`` block by block.
+
+    Shapes: ``x (N, C_in, {sp})`` a Dask array (each channel chunk holds whole groups),
+    ``w (C_in, C_out/groups, {ksp})`` and ``b (C_out,)`` in-memory -> ``(N, C_out, {osp})``,
+    ``out = (n - 1)*s - lo - hi + d*(k - 1) + output_padding + 1`` per axis. Every parameter
+    as ``convlab.conv_transpose{nd}d``.
+
+    Input chunk ``[a, a + c)`` scatters to the cells ``a*s ... (a + c - 1)*s + d*(k-1)`` of the
+    unpadded result (the in-memory op with no padding); neighbours overlap by
+    ``d*(k-1) + 1 - s`` cells, which are added (so the result equals the in-memory one to
+    rounding), then ``lo`` and ``hi`` are cut off the array's true edges.
+    """
+    standin = _prepare(x, nd)
+    _check_in_memory(w, "w")
+    if b is not None:
+        _check_in_memory(b, "b")
+    args = P.conv_transpose_args(standin, w, b, stride, padding, output_padding, groups, dilation, nd)
+    geom = args.geom  # of the convolution it is the adjoint of: in_size is this op's output
+    fn = getattr(convlab, f"conv_transpose{nd}d")
+    tiny = get_array_module(w).zeros((1, args.out_channels) + (1,) * nd, dtype=x.dtype)
+    fn(tiny, w, None, geom.stride, 0, 0, args.groups, geom.dilation, algorithm=algorithm)  # the algorithm serves?
+    c_per_group = args.out_channels // args.groups
+    k_chunks, _ = _channel_chunks(x, c_per_group, args.in_channels // args.groups, args.groups)
+    c_starts = _starts(x.chunks[1])
+    spans = tuple(d * (k - 1) + 1 for d, k in zip(geom.dilation, geom.kernel))
+    folds, ext_chunks, x_chunks = [], [], []
+    for a, (n, s, span, (lo, _)) in enumerate(zip(geom.out_size, geom.stride, spans, geom.pad)):
+        halo = max(span - s, 0)
+        chunks = merge_chunks(x.chunks[2 + a], -(-halo // s))  # Dask adds a halo from the adjacent chunk only
+        halo = halo if len(chunks) > 1 else 0
+        past = max(0, lo + geom.in_size[a] - (n - 1) * s - span)  # output_padding beyond hi: zeros
+        core = tuple(c * s for c in chunks[:-1]) + (chunks[-1] * s + span - s + past,)
+        folds.append(_Fold(core, (0, halo)))
+        ext_chunks.append(tuple(c + halo for c in core[:-1]) + core[-1:])
+        x_chunks.append(chunks)
+    x = x.rechunk({2 + a: c for a, c in enumerate(x_chunks)})
+
+    def block(xb, block_info=None):
+        loc = block_info[0]["chunk-location"]
+        c0, c1 = c_starts[loc[1]], c_starts[loc[1] + 1]
+        y = fn(xb, w[c0:c1], None, geom.stride, 0, 0, xb.shape[1] // c_per_group, geom.dilation, algorithm=algorithm)
+        # zeros after it up to its extent (a stride longer than the kernel, output_padding)
+        grow = [(0, 0), (0, 0)] + [(0, ext[i] - n) for ext, i, n in zip(ext_chunks, loc[2:], y.shape[2:])]
+        return get_array_module(y).pad(y, grow) if any(g for _, g in grow) else y
+
+    ext = x.map_blocks(block, chunks=(x.chunks[0], k_chunks) + tuple(ext_chunks), dtype=x.dtype, meta=x._meta)
+    full = _overlap_add(ext, Plan(tuple(folds)), ext.chunks[:2] + tuple(f.chunks for f in folds))
+    y = full[(slice(None), slice(None)) + tuple(slice(lo, lo + n) for (lo, _), n in zip(geom.pad, geom.in_size))]
+    return y if b is None else _add_bias(y, b, nd)
+
+
+def _add_bias(y, b, nd):
+    """``y + b`` over the channel axis, block by block (``b`` stays an in-memory array)."""
+    starts = _starts(y.chunks[1])
+
+    def add(yb, block_info=None):
+        ci = block_info[0]["chunk-location"][1]
+        return yb + b[starts[ci]:starts[ci + 1]].reshape((-1,) + (1,) * nd)
+
+    return y.map_blocks(add, dtype=y.dtype, meta=y._meta)
+
+
+# ----------------------------------------------------------------------------- unshared
+
+def _unshared(nd, x, w, b, stride, padding, dilation, tiled):
+    standin = _prepare(x, nd)
+    _check_in_memory(w, "w")
+    if b is not None:
+        _check_in_memory(b, "b")
+    args = P.local_args(standin, w, b, stride, padding, dilation, nd, tiled=tiled)
+    k_chunks, _ = _channel_chunks(x, args.in_channels, args.out_channels, 1)
+    return args, make_plan(x, args.geom), k_chunks
+
+
+def local_conv(nd, x, w, b=None, stride=1, padding=0, dilation=1):
+    """{nd}-d locally connected layer of a Dask array: ``convlab.local_conv{nd}d`` block by block.
+
+    Shapes: ``x (N, C, {sp})`` a Dask array (one channel chunk), ``w (K, {osp}, C, {ksp})`` and
+    ``b (K, {osp})`` in-memory -> ``(N, K, {osp})``; each block takes the kernels of its own
+    output positions::
+
+        Z[n, k, j] = b[k, j] + sum_{{c, m}} V[n, c, j*s + m*d - lo] * W[k, j, c, m]
+    """
+    args, plan, k_chunks = _unshared(nd, x, w, b, stride, padding, dilation, False)
+    fn = getattr(convlab, f"local_conv{nd}d")
+
+    def op(xb, blk, _ci):
+        sel = (slice(None),) + tuple(slice(j0, j1) for j0, j1 in blk.windows)
+        return fn(xb, w[sel], None if b is None else b[sel], args.geom.stride, blk.pads, args.geom.dilation)
+
+    return _sliding(x, plan, op, k_chunks, (x.dtype,))
+
+
+def tiled_conv(nd, x, w, b=None, stride=1, padding=0, dilation=1):
+    """{nd}-d tiled convolution of a Dask array: ``convlab.tiled_conv{nd}d`` block by block.
+
+    Shapes: ``x (N, C, {sp})`` a Dask array (one channel chunk), ``w (K, {tsp}, C, {ksp})`` and
+    ``b (K,)`` in-memory -> ``(N, K, {osp})``; output ``j`` uses kernel ``j % t``, so a block
+    whose first output is ``j0`` takes the tiles rolled by ``j0 % t``::
+
+        Z[n, k, j] = b[k] + sum_{{c, m}} V[n, c, j*s + m*d - lo] * W[k, j % t, c, m]
+    """
+    args, plan, k_chunks = _unshared(nd, x, w, b, stride, padding, dilation, True)
+    fn = getattr(convlab, f"tiled_conv{nd}d")
+    xp = get_array_module(w)
+
+    def op(xb, blk, _ci):
+        wb = w
+        for a, (j0, _) in enumerate(blk.windows):
+            wb = xp.roll(wb, -(j0 % w.shape[1 + a]), axis=1 + a)
+        return fn(xb, wb, b, args.geom.stride, blk.pads, args.geom.dilation)
+
+    return _sliding(x, plan, op, k_chunks, (x.dtype,))
+
+
 # ----------------------------------------------------------------------------- separable
 
 def separable_conv(nd, x, factors, b=None, stride=1, padding=0, dilation=1, groups=None):
@@ -587,6 +715,8 @@ def adaptive_avg_pool(nd, x, output_size):
 
 
 __all__ = (family(conv, "conv", globals()) + family(conv_backward, "conv", globals(), "_backward")
+           + family(conv_transpose, "conv_transpose", globals())
+           + family(local_conv, "local_conv", globals()) + family(tiled_conv, "tiled_conv", globals())
            + family(separable_conv, "separable_conv", globals())
            + family(max_pool, "max_pool", globals()) + family(avg_pool, "avg_pool", globals())
            + family(lp_pool, "lp_pool", globals())

@@ -300,6 +300,76 @@ def test_pool3d():
         np.testing.assert_array_equal(got, ref)
 
 
+@st.composite
+def transpose_cases(draw):
+    nd = draw(st.sampled_from([1, 2]))
+    groups = draw(st.integers(1, 2))
+    c_in, c_out = groups * draw(st.integers(1, 2)), groups * draw(st.integers(1, 2))
+    n = draw(st.lists(st.integers(1, 9), min_size=nd, max_size=nd))
+    kernel = draw(st.lists(st.integers(1, 4), min_size=nd, max_size=nd))
+    stride = draw(st.lists(st.integers(1, 4), min_size=nd, max_size=nd))
+    dilation = draw(st.lists(st.integers(1, 2), min_size=nd, max_size=nd))
+    opad = [draw(st.integers(0, max(s, d) - 1)) for s, d in zip(stride, dilation)]
+    padding = draw(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 3)), min_size=nd, max_size=nd))
+    batch = draw(st.integers(1, 2))
+    chunks = (draw(partitions(batch)), (c_in // groups,) * groups) + tuple(draw(partitions(v)) for v in n)
+    return dict(nd=nd, x_shape=(batch, c_in, *n), w_shape=(c_in, c_out // groups, *kernel), chunks=chunks,
+                params=dict(stride=tuple(stride), padding=padding, output_padding=tuple(opad), groups=groups,
+                            dilation=tuple(dilation)), bias=draw(st.booleans()), seed=draw(st.integers(0, 2**16)))
+
+
+@SETTINGS
+@given(transpose_cases())
+def test_conv_transpose_equals_in_memory(case):
+    """Blocks scatter into overlapping extents that are added back: equal to rounding."""
+    x, w = operands(case["x_shape"], case["w_shape"], seed=case["seed"])
+    b = np.random.default_rng(case["seed"]).standard_normal(case["w_shape"][1] * case["params"]["groups"]) \
+        if case["bias"] else None
+    nd = case["nd"]
+    try:
+        ref = in_memory(nd, "conv_transpose")(x, w, b, **case["params"])
+    except ValueError:
+        assume(False)
+    y = on_dask(nd, "conv_transpose")(da.from_array(x, chunks=case["chunks"]), w, b, **case["params"])
+    assert y.shape == ref.shape
+    got, = compute(y)
+    assert_close(got, ref, np.float64)
+
+
+def test_conv_transpose_is_the_adjoint_of_conv():
+    """<conv_transpose(y), x> = <y, conv(x)> with both ops on Dask arrays (section 9.5), in 3-d."""
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((2, 4, 9, 7, 6))
+    w = rng.standard_normal((6, 2, 3, 2, 3))
+    params = dict(stride=(2, 1, 3), padding=((1, 0), (0, 1), (2, 2)), dilation=(1, 2, 1), groups=2)
+    y, = compute(cd.conv3d(da.from_array(x, chunks=(1, 2, (4, 5), 3, 6)), w, **params))
+    gy = rng.standard_normal(y.shape)
+    opad = tuple(n - o for n, o in zip(x.shape[2:], convlab.conv_transpose3d(gy, w, **params).shape[2:]))
+    xt, = compute(cd.conv_transpose3d(da.from_array(gy, chunks=(2, 3, 2, (1, 5), 1)), w, **params,
+                                      output_padding=opad))
+    assert xt.shape == x.shape
+    np.testing.assert_allclose(np.vdot(xt, x), np.vdot(gy, y), rtol=1e-11)
+
+
+@pytest.mark.parametrize("params", [dict(stride=2, padding="same"), dict(dilation=(2, 1), padding=((1, 2), (0, 1))),
+                                    dict(stride=(1, 3), padding="full")])
+def test_local_and_tiled_conv(params):
+    """Each block takes its own output positions' kernels (local) or the tiles rolled to its
+    first output (tiled); tiles of 1 are the convolution (eq. 9.10's limits)."""
+    rng = np.random.default_rng(10)
+    x = rng.standard_normal((2, 3, 13, 11))
+    xd = da.from_array(x, chunks=(1, 3, (4, 1, 8), (5, 6)))
+    out = convlab.conv2d(x, np.ones((1, 3, 3, 2)), **params).shape[2:]
+    w, b = rng.standard_normal((4, *out, 3, 3, 2)), rng.standard_normal((4, *out))
+    got, = compute(cd.local_conv2d(xd, w, b, **params))
+    assert_close(got, convlab.local_conv2d(x, w, b, **params), np.float64)
+    w, b = rng.standard_normal((4, 3, 2, 3, 3, 2)), rng.standard_normal(4)
+    got, = compute(cd.tiled_conv2d(xd, w, b, **params))
+    assert_close(got, convlab.tiled_conv2d(x, w, b, **params), np.float64)
+    one, = compute(cd.tiled_conv2d(xd, w[:, :1, :1], b, **params))
+    assert_close(one, convlab.conv2d(x, w[:, 0, 0], b, **params, algorithm="naive"), np.float64)
+
+
 # ----------------------------------------------------------------------------- backward
 
 @settings(max_examples=25, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
@@ -399,3 +469,15 @@ def test_bad_input():
         cd.conv2d_backward(np.zeros((2, 4, 14, 14)), x, w, groups=2)
     with pytest.raises(TypeError, match="factors must be a list"):
         cd.separable_conv2d(x, np.ones((2, 4, 3)))
+    with pytest.raises(ValueError, match=r"channel chunks \(2, 2\) split a group of C/groups=4"):
+        cd.conv_transpose2d(x, np.ones((4, 2, 3, 3)))
+    with pytest.raises(ValueError, match="output_padding"):
+        cd.conv_transpose2d(x, np.ones((4, 1, 3, 3)), groups=2, output_padding=1)
+    with pytest.raises(ValueError, match=r"channel chunks \(2, 2\) split a group of C/groups=4"):
+        cd.tiled_conv2d(x, np.ones((3, 2, 2, 4, 3, 3)))
+    with pytest.raises(ValueError, match="one kernel per output position"):
+        cd.local_conv2d(x.rechunk({1: 4}), np.ones((3, 2, 2, 4, 3, 3)))
+    with pytest.raises(ValueError, match="output_size"):
+        cd.adaptive_avg_pool2d(x, 0)
+    with pytest.raises(TypeError, match="return_indices"):
+        cd.max_pool2d(x, 2, return_indices="yes")
