@@ -301,8 +301,10 @@ def _plane_index(idx, shape, origin, in_size):
     coords = xp.unravel_index(xp.maximum(idx, 0), shape)
     flat = xp.zeros_like(idx)
     for c, o, n in zip(coords, origin, in_size):
-        flat = flat * n + (c + o)
-    return xp.where(idx < 0, idx, flat)
+        flat *= n
+        flat += c + o
+    flat[idx < 0] = -1
+    return flat
 
 
 # ----------------------------------------------------------------------------- convolution
@@ -512,8 +514,12 @@ def conv_transpose(nd, x, w, b=None, stride=1, padding=0, output_padding=0, grou
         c0, c1 = c_starts[loc[1]], c_starts[loc[1] + 1]
         y = fn(xb, w[c0:c1], None, geom.stride, 0, 0, xb.shape[1] // c_per_group, geom.dilation, algorithm=algorithm)
         # zeros after it up to its extent (a stride longer than the kernel, output_padding)
-        grow = [(0, 0), (0, 0)] + [(0, ext[i] - n) for ext, i, n in zip(ext_chunks, loc[2:], y.shape[2:])]
-        return get_array_module(y).pad(y, grow) if any(g for _, g in grow) else y
+        shape = y.shape[:2] + tuple(ext[i] for ext, i in zip(ext_chunks, loc[2:]))
+        if shape == y.shape:
+            return y
+        out = get_array_module(y).zeros_like(y, shape=shape)  # the chunk's own array type
+        out[(Ellipsis,) + tuple(slice(0, n) for n in y.shape[2:])] = y
+        return out
 
     ext = x.map_blocks(block, chunks=(x.chunks[0], k_chunks) + tuple(ext_chunks), dtype=x.dtype, meta=x._meta)
     full = _overlap_add(ext, Plan(tuple(folds)), ext.chunks[:2] + tuple(f.chunks for f in folds))

@@ -432,6 +432,71 @@ def test_conv_backward_gradcheck():
     convlab.gradcheck(forward, backward, [x, w, b])
 
 
+# ----------------------------------------------------------------------------- array types
+
+class Chunk(np.ndarray):
+    """An array type other than NumPy's own, standing in for CuPy's where there is no GPU
+    (tests/gpu/test_dask_gpu.py runs CuPy chunks): what holds for it holds for any type that
+    the engine's dispatch serves and convlab.dask does not convert."""
+
+
+@dask.array.dispatch.concatenate_lookup.register(Chunk)
+def _concatenate_chunks(arrays, axis=0, out=None):
+    """Dask joins a type's blocks with the type's own concatenate (CuPy registers cupy.concatenate);
+    NumPy's would return a plain ndarray."""
+    return np.concatenate([a.view(np.ndarray) for a in arrays], axis=axis).view(Chunk)
+
+
+def spy_on(monkeypatch, module, names, seen):
+    """Replace ``module.<name>`` by a spy that records the types of the arrays it is given,
+    runs the real op on them as NumPy arrays and returns its arrays as ``Chunk``s."""
+    def as_chunk(a):
+        if isinstance(a, tuple):
+            return tuple(as_chunk(v) for v in a)
+        return a.view(Chunk) if isinstance(a, np.ndarray) else a
+
+    for name in names:
+        def spy(*args, _real=getattr(module, name), _name=name, **kw):
+            seen.extend((_name, i, type(a)) for i, a in enumerate(args) if isinstance(a, np.ndarray))
+            return as_chunk(_real(*(a.view(np.ndarray) if isinstance(a, Chunk) else a for a in args), **kw))
+        monkeypatch.setattr(module, name, spy)
+
+
+def blocks_of(*arrays):
+    """Every output block as computed, before Dask joins them."""
+    return compute(*[blk for a in arrays for blk in a.to_delayed().ravel()])
+
+
+def test_chunks_reach_the_engine_in_their_own_array_type(monkeypatch):
+    """Each block calls the engine's public op (its dispatch picks the kernel for the chunk's
+    array type) with the chunk as it is, and every output block is what the op returned, or
+    made in the chunk's type (empty blocks, the backward's input gradient): never converted."""
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((2, 4, 13, 11))
+    xd = da.from_array(x.view(Chunk), chunks=(1, 2, (5, 6, 2), (4, 7)))
+    assert type(xd._meta) is Chunk
+    w, b = rng.standard_normal((4, 2, 3, 3)).view(Chunk), rng.standard_normal(4).view(Chunk)  # like the chunks
+    seen = []
+    spy_on(monkeypatch, convlab, ["conv2d", "conv2d_backward", "max_pool2d", "conv_transpose2d", "tiled_conv2d"],
+           seen)
+    spy_on(monkeypatch, cd.ref_pool, ["adaptive_max_pool"], seen)
+    params = dict(stride=2, padding="valid", groups=2)  # "valid": the last row chunk anchors no window
+    y = cd.conv2d(xd, w, b, **params)
+    gy = rng.standard_normal(y.shape)
+    grads = cd.conv2d_backward(da.from_array(gy.view(Chunk), chunks=(1, 2, 2, 3)), xd, w, b, **params)
+    pooled = cd.max_pool2d(xd, 3, 2, 1, ceil_mode=True, return_indices=True)
+    outputs = [y, *grads, *pooled, cd.conv_transpose2d(xd, w, stride=3, groups=2),
+               cd.tiled_conv2d(xd.rechunk({1: 4}), rng.standard_normal((2, 2, 2, 4, 3, 3)).view(Chunk)),
+               *cd.adaptive_max_pool2d(xd, (3, 4), return_indices=True)]
+    seen.clear()  # the arguments' checks at build time ran on w's type
+    got = blocks_of(*outputs)
+    assert seen and set(t for _, _, t in seen) == {Chunk}, set(seen)
+    assert {type(blk) for blk in got} == {Chunk}, {type(blk) for blk in got}
+    assert 0 in {blk.size for blk in got}  # empty blocks were made too
+    assert_close(compute(y)[0].view(np.ndarray), convlab.conv2d(x, w.view(np.ndarray), b.view(np.ndarray), **params),
+                 np.float64)
+
+
 # ----------------------------------------------------------------------------- bad input
 
 def test_bad_input():
