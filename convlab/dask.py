@@ -3,8 +3,9 @@
 ``x`` is a ``dask.array.Array`` ``(N, C, *spatial)`` chunked along the batch and/or the
 spatial axes, with NumPy or CuPy chunks; the result is a Dask array equal to the in-memory
 op's (bit for bit where each block runs the same algorithm: see docs/dask.md). Every block
-runs the public in-memory op (so CuPy chunks go through the engine's dispatch), on Dask's
-own scheduler or on ``dask.distributed``.
+runs the public in-memory op (so CuPy chunks go through the engine's dispatch; adaptive pools,
+which have no kernel, run the reference with the block's bins), on Dask's own scheduler or on
+``dask.distributed``.
 
 How a spatial axis is cut (input size ``n``, kernel span ``r = d*(k-1) + 1``, stride ``s``,
 padding ``lo``/``hi``, output size ``o``). Output ``j`` reads input cells
