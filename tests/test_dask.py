@@ -13,7 +13,7 @@ import dask  # noqa: E402
 
 cd = pytest.importorskip("convlab.dask")
 
-from oracles import assert_close  # noqa: E402
+from oracles import assert_close, conv_problems, operands, torch_or_none  # noqa: E402
 
 SETTINGS = settings(max_examples=40, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 
@@ -32,32 +32,21 @@ def partitions(draw, n, max_parts=5):
 
 @st.composite
 def conv_cases(draw):
-    nd = draw(st.sampled_from([1, 2]))
-    groups = draw(st.integers(1, 2))
-    c, k_out = groups * draw(st.integers(1, 2)), groups * draw(st.integers(1, 2))
-    n = draw(st.lists(st.integers(1, 13), min_size=nd, max_size=nd))
-    kernel = draw(st.lists(st.integers(1, 4), min_size=nd, max_size=nd))
-    stride = draw(st.lists(st.integers(1, 3), min_size=nd, max_size=nd))
-    dilation = draw(st.lists(st.integers(1, 2), min_size=nd, max_size=nd))
-    padding = draw(st.one_of(st.sampled_from(["valid", "same", "full"]), st.integers(0, 3),
-                             st.lists(st.tuples(st.integers(0, 4), st.integers(0, 4)), min_size=nd, max_size=nd)))
-    batch = draw(st.integers(1, 3))
-    chunks = (draw(partitions(batch)), (c // groups,) * groups) + tuple(draw(partitions(v)) for v in n)
-    return dict(nd=nd, x_shape=(batch, c, *n), w_shape=(k_out, c // groups, *kernel), stride=tuple(stride),
-                dilation=tuple(dilation), padding=padding, groups=groups, chunks=chunks,
+    """A random problem of ``oracles.conv_problems`` with a chunking of x (channel chunks of
+    whole groups), ``flip``, a bias or none, and a seed."""
+    nd, x_shape, w_shape, params = draw(conv_problems())
+    groups = params["groups"]
+    chunks = (draw(partitions(x_shape[0])), (x_shape[1] // groups,) * groups) + tuple(
+        draw(partitions(v)) for v in x_shape[2:])
+    return dict(nd=nd, x_shape=x_shape, w_shape=w_shape, params=params, chunks=chunks,
                 flip=draw(st.booleans()), bias=draw(st.booleans()), seed=draw(st.integers(0, 2**16)))
 
 
-def operands(case, dtype=np.float64):
-    rng = np.random.default_rng(case["seed"])
-    x = rng.standard_normal(case["x_shape"]).astype(dtype)
-    w = rng.standard_normal(case["w_shape"]).astype(dtype)
-    b = rng.standard_normal(case["w_shape"][0]).astype(dtype) if case["bias"] else None
+def case_operands(case, dtype=np.float64):
+    x, w = operands(case["x_shape"], case["w_shape"], dtype, case["seed"])
+    b = np.random.default_rng(case["seed"] + 1).standard_normal(case["w_shape"][0]).astype(dtype) \
+        if case["bias"] else None
     return x, w, b
-
-
-def conv_params(case):
-    return dict(stride=case["stride"], padding=case["padding"], dilation=case["dilation"], groups=case["groups"])
 
 
 def in_memory(nd, name, suffix=""):
@@ -103,6 +92,12 @@ def test_plan_assigns_each_window_once_within_its_block(case, ceil_mode):
         for j in range(j0, j1):
             first, last = j * s - pad[0], j * s - pad[0] + span - 1
             assert max(first, 0) >= start and min(last, n - 1) < stop, (i, j)
+        local = plan.local(i)
+        if local is not None:  # the block's in-memory problem is valid and gives exactly its windows
+            c0, c1, local_pad, ceil = local
+            assert start <= c0 < c1 <= stop
+            local_geom = convlab._params.make_geometry((c1 - c0,), (k,), (s,), (d,), (local_pad,), ceil_mode=ceil)
+            assert local_geom.out_size == (j1 - j0,), (i, local, plan)
 
 
 def test_stride_aligned_chunks_give_chunks_divided_by_the_stride():
@@ -120,8 +115,8 @@ def test_stride_aligned_chunks_give_chunks_divided_by_the_stride():
 def test_conv_equals_in_memory(case):
     """Bit for bit with the loop oracle (its sums run in one order whatever the extent); to
     rounding with "direct", whose BLAS products may group the channel sums by the extent."""
-    x, w, b = operands(case)
-    nd, params = case["nd"], conv_params(case)
+    x, w, b = case_operands(case)
+    nd, params = case["nd"], case["params"]
     xd = da.from_array(x, chunks=case["chunks"])
     try:
         ref = in_memory(nd, "conv")(x, w, b, **params, flip=case["flip"], algorithm="naive")
@@ -241,6 +236,61 @@ def test_pools_equal_in_memory_bit_for_bit(case, name):
     np.testing.assert_array_equal(got, ref)
 
 
+@SETTINGS
+@given(pool_cases())
+def test_max_pool_indices_equal_in_memory(case):
+    """Indices into the whole input plane, made from each block's own: the same ints as in memory
+    (-1 where a dilated window holds padding only)."""
+    x = np.random.default_rng(case["seed"]).standard_normal(case["shape"])
+    nd = case["nd"]
+    kw = dict(stride=case["stride"], padding=case["padding"], dilation=case["dilation"], ceil_mode=case["ceil_mode"],
+              return_indices=True)
+    try:
+        ref_y, ref_i = in_memory(nd, "max_pool")(x, case["kernel"], **kw)
+    except ValueError:
+        assume(False)
+    y, i = compute(*on_dask(nd, "max_pool")(da.from_array(x, chunks=case["chunks"]), case["kernel"], **kw))
+    np.testing.assert_array_equal(y, ref_y)
+    assert i.dtype == np.int64
+    np.testing.assert_array_equal(i, ref_i)
+    # and each index points at its maximum
+    flat = x.reshape(x.shape[:2] + (-1,))
+    hit = np.take_along_axis(flat, np.maximum(i, 0).reshape(i.shape[:2] + (-1,)), axis=2).reshape(i.shape)
+    np.testing.assert_array_equal(np.where(i < 0, -np.inf, hit), y)
+
+
+@SETTINGS
+@given(st.sampled_from([1, 2, 3]), st.data())
+def test_adaptive_pools_equal_in_memory(nd, data):
+    """PyTorch's bins of the whole axis, cut by chunks (each bin read by the chunk holding its
+    first cell): bit for bit, with the indices into the whole plane."""
+    n = data.draw(st.lists(st.integers(1, 14), min_size=nd, max_size=nd))
+    out = tuple(data.draw(st.one_of(st.none(), st.integers(1, v + 3))) for v in n)
+    x = np.random.default_rng(data.draw(st.integers(0, 99))).standard_normal((2, 3, *n))
+    xd = da.from_array(x, chunks=(data.draw(partitions(2)), data.draw(partitions(3)))
+                       + tuple(data.draw(partitions(v)) for v in n))
+    y, i = compute(*on_dask(nd, "adaptive_max_pool")(xd, out, return_indices=True))
+    ref_y, ref_i = in_memory(nd, "adaptive_max_pool")(x, out, return_indices=True)
+    np.testing.assert_array_equal(y, ref_y)
+    np.testing.assert_array_equal(i, ref_i)
+    avg, = compute(on_dask(nd, "adaptive_avg_pool")(xd, out))
+    np.testing.assert_array_equal(avg, in_memory(nd, "adaptive_avg_pool")(x, out))
+
+
+def test_adaptive_pool_against_torch():
+    torch = torch_or_none()
+    if torch is None:
+        pytest.skip("PyTorch is not installed (an optional oracle)")
+    x = np.random.default_rng(8).standard_normal((1, 2, 23, 17))
+    xd = da.from_array(x, chunks=(1, 1, (7, 9, 7), (5, 12)))
+    y, i = compute(*cd.adaptive_max_pool2d(xd, (5, 3), return_indices=True))
+    ty, ti = torch.nn.functional.adaptive_max_pool2d(torch.tensor(x), (5, 3), return_indices=True)
+    np.testing.assert_array_equal(y, ty.numpy())
+    np.testing.assert_array_equal(i, ti.numpy())
+    avg, = compute(cd.adaptive_avg_pool2d(xd, (5, 3)))
+    assert_close(avg, torch.nn.functional.adaptive_avg_pool2d(torch.tensor(x), (5, 3)).numpy(), np.float64)
+
+
 def test_pool3d():
     x = np.random.default_rng(5).standard_normal((1, 2, 9, 10, 7))
     chunks = (1, 1, (4, 5), (3, 7), (2, 5))
@@ -250,13 +300,83 @@ def test_pool3d():
         np.testing.assert_array_equal(got, ref)
 
 
+@st.composite
+def transpose_cases(draw):
+    nd = draw(st.sampled_from([1, 2]))
+    groups = draw(st.integers(1, 2))
+    c_in, c_out = groups * draw(st.integers(1, 2)), groups * draw(st.integers(1, 2))
+    n = draw(st.lists(st.integers(1, 9), min_size=nd, max_size=nd))
+    kernel = draw(st.lists(st.integers(1, 4), min_size=nd, max_size=nd))
+    stride = draw(st.lists(st.integers(1, 4), min_size=nd, max_size=nd))
+    dilation = draw(st.lists(st.integers(1, 2), min_size=nd, max_size=nd))
+    opad = [draw(st.integers(0, max(s, d) - 1)) for s, d in zip(stride, dilation)]
+    padding = draw(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 3)), min_size=nd, max_size=nd))
+    batch = draw(st.integers(1, 2))
+    chunks = (draw(partitions(batch)), (c_in // groups,) * groups) + tuple(draw(partitions(v)) for v in n)
+    return dict(nd=nd, x_shape=(batch, c_in, *n), w_shape=(c_in, c_out // groups, *kernel), chunks=chunks,
+                params=dict(stride=tuple(stride), padding=padding, output_padding=tuple(opad), groups=groups,
+                            dilation=tuple(dilation)), bias=draw(st.booleans()), seed=draw(st.integers(0, 2**16)))
+
+
+@SETTINGS
+@given(transpose_cases())
+def test_conv_transpose_equals_in_memory(case):
+    """Blocks scatter into overlapping extents that are added back: equal to rounding."""
+    x, w = operands(case["x_shape"], case["w_shape"], seed=case["seed"])
+    b = np.random.default_rng(case["seed"]).standard_normal(case["w_shape"][1] * case["params"]["groups"]) \
+        if case["bias"] else None
+    nd = case["nd"]
+    try:
+        ref = in_memory(nd, "conv_transpose")(x, w, b, **case["params"])
+    except ValueError:
+        assume(False)
+    y = on_dask(nd, "conv_transpose")(da.from_array(x, chunks=case["chunks"]), w, b, **case["params"])
+    assert y.shape == ref.shape
+    got, = compute(y)
+    assert_close(got, ref, np.float64)
+
+
+def test_conv_transpose_is_the_adjoint_of_conv():
+    """<conv_transpose(y), x> = <y, conv(x)> with both ops on Dask arrays (section 9.5), in 3-d."""
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((2, 4, 9, 7, 6))
+    w = rng.standard_normal((6, 2, 3, 2, 3))
+    params = dict(stride=(2, 1, 3), padding=((1, 0), (0, 1), (2, 2)), dilation=(1, 2, 1), groups=2)
+    y, = compute(cd.conv3d(da.from_array(x, chunks=(1, 2, (4, 5), 3, 6)), w, **params))
+    gy = rng.standard_normal(y.shape)
+    opad = tuple(n - o for n, o in zip(x.shape[2:], convlab.conv_transpose3d(gy, w, **params).shape[2:]))
+    xt, = compute(cd.conv_transpose3d(da.from_array(gy, chunks=(2, 3, 2, (1, 5), 1)), w, **params,
+                                      output_padding=opad))
+    assert xt.shape == x.shape
+    np.testing.assert_allclose(np.vdot(xt, x), np.vdot(gy, y), rtol=1e-11)
+
+
+@pytest.mark.parametrize("params", [dict(stride=2, padding="same"), dict(dilation=(2, 1), padding=((1, 2), (0, 1))),
+                                    dict(stride=(1, 3), padding="full")])
+def test_local_and_tiled_conv(params):
+    """Each block takes its own output positions' kernels (local) or the tiles rolled to its
+    first output (tiled); tiles of 1 are the convolution (eq. 9.10's limits)."""
+    rng = np.random.default_rng(10)
+    x = rng.standard_normal((2, 3, 13, 11))
+    xd = da.from_array(x, chunks=(1, 3, (4, 1, 8), (5, 6)))
+    out = convlab.conv2d(x, np.ones((1, 3, 3, 2)), **params).shape[2:]
+    w, b = rng.standard_normal((4, *out, 3, 3, 2)), rng.standard_normal((4, *out))
+    got, = compute(cd.local_conv2d(xd, w, b, **params))
+    assert_close(got, convlab.local_conv2d(x, w, b, **params), np.float64)
+    w, b = rng.standard_normal((4, 3, 2, 3, 3, 2)), rng.standard_normal(4)
+    got, = compute(cd.tiled_conv2d(xd, w, b, **params))
+    assert_close(got, convlab.tiled_conv2d(x, w, b, **params), np.float64)
+    one, = compute(cd.tiled_conv2d(xd, w[:, :1, :1], b, **params))
+    assert_close(one, convlab.conv2d(x, w[:, 0, 0], b, **params, algorithm="naive"), np.float64)
+
+
 # ----------------------------------------------------------------------------- backward
 
 @settings(max_examples=25, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(conv_cases(), st.sampled_from([None, 2]))
 def test_conv_backward_equals_in_memory(case, split_every):
-    x, w, b = operands(case)
-    nd, params = case["nd"], conv_params(case)
+    x, w, b = case_operands(case)
+    nd, params = case["nd"], case["params"]
     try:
         y = in_memory(nd, "conv")(x, w, b, **params)
     except ValueError:
@@ -312,6 +432,71 @@ def test_conv_backward_gradcheck():
     convlab.gradcheck(forward, backward, [x, w, b])
 
 
+# ----------------------------------------------------------------------------- array types
+
+class Chunk(np.ndarray):
+    """An array type other than NumPy's own, standing in for CuPy's where there is no GPU
+    (tests/gpu/test_dask_gpu.py runs CuPy chunks): what holds for it holds for any type that
+    the engine's dispatch serves and convlab.dask does not convert."""
+
+
+@dask.array.dispatch.concatenate_lookup.register(Chunk)
+def _concatenate_chunks(arrays, axis=0, out=None):
+    """Dask joins a type's blocks with the type's own concatenate (CuPy registers cupy.concatenate);
+    NumPy's would return a plain ndarray."""
+    return np.concatenate([a.view(np.ndarray) for a in arrays], axis=axis).view(Chunk)
+
+
+def spy_on(monkeypatch, module, names, seen):
+    """Replace ``module.<name>`` by a spy that records the types of the arrays it is given,
+    runs the real op on them as NumPy arrays and returns its arrays as ``Chunk``s."""
+    def as_chunk(a):
+        if isinstance(a, tuple):
+            return tuple(as_chunk(v) for v in a)
+        return a.view(Chunk) if isinstance(a, np.ndarray) else a
+
+    for name in names:
+        def spy(*args, _real=getattr(module, name), _name=name, **kw):
+            seen.extend((_name, i, type(a)) for i, a in enumerate(args) if isinstance(a, np.ndarray))
+            return as_chunk(_real(*(a.view(np.ndarray) if isinstance(a, Chunk) else a for a in args), **kw))
+        monkeypatch.setattr(module, name, spy)
+
+
+def blocks_of(*arrays):
+    """Every output block as computed, before Dask joins them."""
+    return compute(*[blk for a in arrays for blk in a.to_delayed().ravel()])
+
+
+def test_chunks_reach_the_engine_in_their_own_array_type(monkeypatch):
+    """Each block calls the engine's public op (its dispatch picks the kernel for the chunk's
+    array type) with the chunk as it is, and every output block is what the op returned, or
+    made in the chunk's type (empty blocks, the backward's input gradient): never converted."""
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((2, 4, 13, 11))
+    xd = da.from_array(x.view(Chunk), chunks=(1, 2, (5, 6, 2), (4, 7)))
+    assert type(xd._meta) is Chunk
+    w, b = rng.standard_normal((4, 2, 3, 3)).view(Chunk), rng.standard_normal(4).view(Chunk)  # like the chunks
+    seen = []
+    spy_on(monkeypatch, convlab, ["conv2d", "conv2d_backward", "max_pool2d", "conv_transpose2d", "tiled_conv2d"],
+           seen)
+    spy_on(monkeypatch, cd.ref_pool, ["adaptive_max_pool"], seen)
+    params = dict(stride=2, padding="valid", groups=2)  # "valid": the last row chunk anchors no window
+    y = cd.conv2d(xd, w, b, **params)
+    gy = rng.standard_normal(y.shape)
+    grads = cd.conv2d_backward(da.from_array(gy.view(Chunk), chunks=(1, 2, 2, 3)), xd, w, b, **params)
+    pooled = cd.max_pool2d(xd, 3, 2, 1, ceil_mode=True, return_indices=True)
+    outputs = [y, *grads, *pooled, cd.conv_transpose2d(xd, w, stride=3, groups=2),
+               cd.tiled_conv2d(xd.rechunk({1: 4}), rng.standard_normal((2, 2, 2, 4, 3, 3)).view(Chunk)),
+               *cd.adaptive_max_pool2d(xd, (3, 4), return_indices=True)]
+    seen.clear()  # the arguments' checks at build time ran on w's type
+    got = blocks_of(*outputs)
+    assert seen and set(t for _, _, t in seen) == {Chunk}, set(seen)
+    assert {type(blk) for blk in got} == {Chunk}, {type(blk) for blk in got}
+    assert 0 in {blk.size for blk in got}  # empty blocks were made too
+    assert_close(compute(y)[0].view(np.ndarray), convlab.conv2d(x, w.view(np.ndarray), b.view(np.ndarray), **params),
+                 np.float64)
+
+
 # ----------------------------------------------------------------------------- bad input
 
 def test_bad_input():
@@ -349,3 +534,15 @@ def test_bad_input():
         cd.conv2d_backward(np.zeros((2, 4, 14, 14)), x, w, groups=2)
     with pytest.raises(TypeError, match="factors must be a list"):
         cd.separable_conv2d(x, np.ones((2, 4, 3)))
+    with pytest.raises(ValueError, match=r"channel chunks \(2, 2\) split a group of C/groups=4"):
+        cd.conv_transpose2d(x, np.ones((4, 2, 3, 3)))
+    with pytest.raises(ValueError, match="output_padding"):
+        cd.conv_transpose2d(x, np.ones((4, 1, 3, 3)), groups=2, output_padding=1)
+    with pytest.raises(ValueError, match=r"channel chunks \(2, 2\) split a group of C/groups=4"):
+        cd.tiled_conv2d(x, np.ones((3, 2, 2, 4, 3, 3)))
+    with pytest.raises(ValueError, match="one kernel per output position"):
+        cd.local_conv2d(x.rechunk({1: 4}), np.ones((3, 2, 2, 4, 3, 3)))
+    with pytest.raises(ValueError, match="output_size"):
+        cd.adaptive_avg_pool2d(x, 0)
+    with pytest.raises(TypeError, match="return_indices"):
+        cd.max_pool2d(x, 2, return_indices="yes")
