@@ -459,7 +459,7 @@ def maxout_args(x, pieces) -> Geometry:
     c = int(x.shape[1])
     if c % pieces:
         raise ValueError(f"pieces={pieces} must divide the channels C={c} (x shape {tuple(x.shape)})")
-    return make_geometry((c,), (pieces,), (pieces,), (1,), ((0, 0),))
+    return Geometry((c,), (pieces,), (pieces,), (1,), ((0, 0),), (c // pieces,))  # zero channels: zero groups
 
 
 def adaptive_bins(n: int, o: int) -> tuple:

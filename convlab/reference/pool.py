@@ -204,7 +204,7 @@ def lp_pool_grad(gy, x, p, geom):
     if math.isinf(p):
         return xp.sign(x) * max_pool_grad(gy, xp.abs(x), geom)
     y = lp_pool(x, p, geom)
-    per_window = xp.where(y > 0, gy * xp.where(y > 0, y, 1) ** (1.0 - p), 0)
+    per_window = xp.where(y != 0, gy * xp.where(y != 0, y, 1) ** (1.0 - p), 0)  # NaN where y is
     ax = xp.abs(x)
     per_cell = xp.where(ax > 0, xp.sign(x) * xp.where(ax > 0, ax, 1) ** (p - 1.0), 0)
     return sum_pool_grad(per_window, geom) * per_cell
@@ -255,7 +255,7 @@ def adaptive_avg_pool_grad(gy, in_size, bins):
 
 def _window_argmax(win, nd):
     """Flat row-major index of the first maximum of each window ``(..., *w)`` (NaN is the max)."""
-    return win.reshape(win.shape[:-nd] + (-1,)).argmax(axis=-1)
+    return win.reshape(win.shape[:-nd] + (math.prod(win.shape[-nd:]),)).argmax(axis=-1)
 
 
 def adaptive_max_pool(x, bins):
