@@ -287,5 +287,5 @@ def adaptive_max_pool_grad(gy, x, bins):
         size = math.prod(win.shape[-nd:])
         one_hot = xp.arange(size) == k[..., None]
         window = gx[sl]
-        window += (one_hot * gy[(Ellipsis,) + j][..., None]).reshape(win.shape)
+        window += xp.where(one_hot, gy[(Ellipsis,) + j][..., None], 0).reshape(win.shape)  # not 0 * NaN
     return gx

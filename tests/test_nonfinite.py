@@ -1,0 +1,282 @@
+"""Non-finite operands: a NaN or infinity in x, w or grad_y reaches exactly the outputs whose
+sums hold it, in every algorithm and every pool (masks from the geometry, written here);
+the examples of the issue that found where it did not; and a guard that nothing hangs."""
+import itertools
+import math
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from oracles import args_of, conv_problems, operands, serving
+from test_pool import out_len
+
+import convlab
+from convlab._params import parse_padding
+from convlab.conv import conv, conv_backward, conv_transpose, conv_transpose_backward
+
+ALGORITHMS = ["naive", "direct", "im2col", "fft", "separable", "winograd", "auto"]
+SETTINGS = settings(max_examples=40, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+BAD = [np.nan, np.inf, -np.inf]
+
+
+# ----------------------------------------------------------------------------- reachability
+
+def _reads(geom, axis):
+    """``(out, k, n)`` bool along one axis: output ``j`` reads input cell ``i`` at tap ``m``
+    (``j*s + m*d - lo == i``; a tap in the padding reads no cell)."""
+    j = np.arange(geom.out_size[axis])[:, None, None]
+    m = np.arange(geom.kernel[axis])[None, :, None]
+    i = np.arange(geom.in_size[axis])[None, None, :]
+    return j * geom.stride[axis] + m * geom.dilation[axis] - geom.pad[axis][0] == i
+
+
+def _box(vectors):
+    """The outer AND of one bool vector per axis."""
+    out = np.ones((), bool)
+    for v in vectors:
+        out = np.logical_and.outer(out, v)
+    return out
+
+
+def reached(args, operand, index, result):
+    """Which entries of ``result`` ("y", "gx" or "gw" of eq. 9.7-9.13) hold a term with the
+    cell ``index`` of ``operand`` ("x", "w" or "gy"). Every tap of a window multiplies, the
+    padding too (0 * inf is NaN), so a weight reaches all of its channel's outputs and an
+    output gradient every weight of its channel."""
+    geom, nd = args.geom, args.nd
+    kg, cg = args.out_channels // args.groups, args.in_channels // args.groups
+    shapes = {"y": (args.batch, args.out_channels) + geom.out_size,
+              "gx": (args.batch, args.in_channels) + geom.in_size,
+              "gw": (args.out_channels, cg) + geom.kernel}
+    mask = np.zeros(shapes[result], bool)
+    rel = [_reads(geom, a) for a in range(nd)]
+    lead, cell = index[:2], index[2:]
+    if operand == "x" and result == "y":
+        n, c = lead
+        mask[n, (c // cg) * kg:(c // cg + 1) * kg] = _box([r[:, :, i].any(axis=1) for r, i in zip(rel, cell)])
+    elif operand == "x" and result == "gw":
+        n, c = lead
+        mask[(c // cg) * kg:(c // cg + 1) * kg, c % cg] = _box([r[:, :, i].any(axis=0) for r, i in zip(rel, cell)])
+    elif operand == "w" and result == "y":
+        mask[:, lead[0]] = True
+    elif operand == "w" and result == "gx":
+        k, c = lead
+        mask[:, (k // kg) * cg + c] = _box([r[:, m, :].any(axis=0) for r, m in zip(rel, cell)])
+    elif operand == "gy" and result == "gx":
+        n, k = lead
+        mask[n, (k // kg) * cg:(k // kg + 1) * cg] = _box([r[j, :, :].any(axis=0) for r, j in zip(rel, cell)])
+    elif operand == "gy" and result == "gw":
+        mask[lead[1]] = True
+    return mask  # x never reaches gx, nor w gw: those stay finite
+
+
+def _place(a, rng, bad):
+    """A copy of ``a`` with ``bad`` in one random cell, and that cell's index."""
+    a = a.copy()
+    index = tuple(int(rng.integers(s)) for s in a.shape)
+    a[index] = bad
+    return a, index
+
+
+def assert_reaches(result, mask, what):
+    __tracebackhide__ = True
+    nonfinite = ~np.isfinite(result)
+    assert nonfinite.shape == mask.shape, what
+    if not np.array_equal(nonfinite, mask):
+        wrong = np.argwhere(nonfinite != mask)[:5].tolist()
+        pytest.fail(f"{what}: non-finite at {np.argwhere(nonfinite)[:8].tolist()}, expected at "
+                    f"{np.argwhere(mask)[:8].tolist()}; first differences {wrong}")
+
+
+def _problem(case, seed, dtype, algorithm):
+    nd, x_shape, w_shape, params = case
+    x, w = operands(x_shape, w_shape, dtype, seed, rank_one=algorithm == "separable")
+    return nd, x, w, params, np.random.default_rng(seed + 1)
+
+
+# ----------------------------------------------------------------------------- convolution
+
+@SETTINGS
+@given(conv_problems(max_kernel=3), st.sampled_from(["x", "w", "gy"]), st.sampled_from(BAD),
+       st.sampled_from([np.float64, np.float32]), st.integers(0, 2**31 - 1))
+def test_one_nonfinite_cell_reaches_exactly_its_sums(case, operand, bad, dtype, seed):
+    """conv forward, grad_x and grad_w of every algorithm that serves the problem."""
+    for algorithm in ALGORITHMS:
+        nd, x, w, params, rng = _problem(case, seed, dtype, algorithm)
+        args = args_of(x, w, params)
+        gy = rng.standard_normal((args.batch, args.out_channels) + args.geom.out_size).astype(dtype)
+        ops = dict(x=x, w=w, gy=gy)
+        ops[operand], index = _place(ops[operand], rng, bad)
+        if serving(algorithm, ops["x"], ops["w"], args=args) or serving(algorithm, ops["gy"], ops["w"], args=args):
+            continue  # e.g. winograd for a 2-tap kernel: raises, tested elsewhere
+        with np.errstate(invalid="ignore", over="ignore"):
+            if operand != "gy":
+                y = conv(nd, ops["x"], ops["w"], algorithm=algorithm, **params)
+                assert_reaches(y, reached(args, operand, index, "y"), f"{algorithm} forward, {bad} in {operand}")
+            gx, gw, _ = conv_backward(nd, ops["gy"], ops["x"], ops["w"], algorithm=algorithm, **params)
+        assert_reaches(gx, reached(args, operand, index, "gx"), f"{algorithm} grad_x, {bad} in {operand}")
+        assert_reaches(gw, reached(args, operand, index, "gw"), f"{algorithm} grad_w, {bad} in {operand}")
+
+
+def _as_transpose(case):
+    """The transposed convolution that is the adjoint of the conv of ``case``: its padding
+    pairs and the output_padding that gives back the conv's input size."""
+    nd, x_shape, w_shape, params = case
+    k, s, d = w_shape[2:], params["stride"], params["dilation"]
+    pads = parse_padding(params["padding"], nd, kernel=k, stride=s, dilation=d, in_size=x_shape[2:])
+    outs = [out_len(n, kk, ss, dd, lo, hi, False) for n, kk, ss, dd, (lo, hi) in zip(x_shape[2:], k, s, d, pads)]
+    extra = tuple(n + lo + hi - dd * (kk - 1) - 1 - (o - 1) * ss
+                  for n, kk, ss, dd, (lo, hi), o in zip(x_shape[2:], k, s, d, pads, outs))
+    return dict(stride=s, padding=pads, output_padding=extra, groups=params["groups"], dilation=d), tuple(outs)
+
+
+@SETTINGS
+@given(conv_problems(max_kernel=3), st.sampled_from(["u", "w", "gy"]), st.sampled_from(BAD),
+       st.integers(0, 2**31 - 1))
+def test_one_nonfinite_cell_reaches_exactly_its_sums_transposed(case, operand, bad, seed):
+    """conv_transpose and its backward: the input ``u`` plays the conv's output gradient, the
+    output gradient ``gy`` the conv's input (the masks of :func:`reached` with roles exchanged)."""
+    nd, x_shape, w_shape, params = case
+    tparams, outs = _as_transpose(case)
+    for algorithm in ALGORITHMS:
+        _, x, w, _, rng = _problem(case, seed, np.float64, algorithm)
+        args = args_of(x, w, params)
+        u = rng.standard_normal((x_shape[0], w_shape[0]) + outs)
+        ops = dict(u=u, w=w, gy=x)
+        ops[operand], index = _place(ops[operand], rng, bad)
+        if serving(algorithm, ops["u"], ops["w"], args=args) or serving(algorithm, ops["gy"], ops["w"], args=args):
+            continue
+        role = dict(u="gy", w="w", gy="x")[operand]
+        with np.errstate(invalid="ignore", over="ignore"):
+            if operand != "gy":
+                y = conv_transpose(nd, ops["u"], ops["w"], algorithm=algorithm, **tparams)
+                assert_reaches(y, reached(args, role, index, "gx"), f"{algorithm} transposed, {bad} in {operand}")
+            gu, gw, _ = conv_transpose_backward(nd, ops["gy"], ops["u"], ops["w"], algorithm=algorithm, **tparams)
+        assert_reaches(gu, reached(args, role, index, "y"), f"{algorithm} transposed grad_x, {bad} in {operand}")
+        assert_reaches(gw, reached(args, role, index, "gw"), f"{algorithm} transposed grad_w, {bad} in {operand}")
+
+
+# ----------------------------------------------------------------------------- pools
+
+def _pool_windows(x_shape, op, params):
+    """``{output index: [input indices, row-major window order]}`` of a pool, by loops:
+    sliding windows (``j*s + m*d - lo`` inside the input), adaptive bins
+    ``[floor(j*n/o), ceil((j+1)*n/o))``, or maxout's groups of channels."""
+    lead = list(itertools.product(*map(range, x_shape[:2])))
+    spatial = x_shape[2:]
+    if op == "maxout":
+        pieces = params["pieces"]
+        return {(n, c // pieces) + i: [(n, c + q) + i for q in range(pieces)]
+                for n, c in lead if c % pieces == 0 for i in itertools.product(*map(range, spatial))}
+    if op.startswith("adaptive"):
+        out = params["output_size"]
+        bins = [[(j * n // o, -(-(j + 1) * n // o)) for j in range(o)] for n, o in zip(spatial, out)]
+        return {(n, c) + j: [(n, c) + i for i in itertools.product(*(range(*b[jj]) for b, jj in zip(bins, j)))]
+                for n, c in lead for j in itertools.product(*map(range, out))}
+    kernel, stride, pads = params["kernel"], params["stride"], params["pads"]
+    dilation = params.get("dilation", (1,) * len(spatial))
+    out = [out_len(n, k, s, d, lo, hi, params["ceil_mode"])
+           for n, k, s, d, (lo, hi) in zip(spatial, kernel, stride, dilation, pads)]
+    windows = {}
+    for j in itertools.product(*map(range, out)):
+        cells = []
+        for m in itertools.product(*map(range, kernel)):
+            i = tuple(jj * s + mm * d - lo for jj, mm, s, d, (lo, _) in zip(j, m, stride, dilation, pads))
+            if all(0 <= ii < n for ii, n in zip(i, spatial)):
+                cells.append(i)
+        windows.update({(n, c) + j: [(n, c) + i for i in cells] for n, c in lead})
+    return windows
+
+
+def _pool_masks(windows, x, y_shape, kind, key, bad, where):
+    """Where ``bad`` at ``key`` of ``where`` ("x" or "gy") makes the pool's output or input
+    gradient non-finite: a max passes a window's gradient to its first maximum only (NaN
+    is the largest), and an input cell that is not NaN changes no gradient of a max or an
+    average; an Lp pool's gradient depends on every cell of the window."""
+    y_mask, gx_mask = np.zeros(y_shape, bool), np.zeros(x.shape, bool)
+    for out, cells in windows.items():
+        if where == "x":
+            hit = key in cells
+            if kind == "max":
+                y_mask[out] = not cells or (all(c == key for c in cells) if bad == -np.inf else hit)
+            else:
+                y_mask[out] = hit
+            if kind == "lp" and hit and np.isnan(bad):
+                gx_mask[tuple(np.transpose(cells))] = True
+        elif out == key and cells:
+            if kind == "max":
+                first = max(range(len(cells)), key=lambda q: (x[cells[q]], -q))
+                gx_mask[cells[first]] = True
+            else:
+                gx_mask[tuple(np.transpose(cells))] = True
+    return y_mask, gx_mask
+
+
+@st.composite
+def pool_problems(draw):
+    """``(op, kind, x_shape, params, call)``: every pool with random sizes and parameters;
+    ``call(x)`` and ``call.backward(gy, x)`` run it."""
+    op = draw(st.sampled_from(["max_pool", "avg_pool", "lp_pool", "adaptive_max_pool", "adaptive_avg_pool", "maxout"]))
+    nd = draw(st.integers(1, 3))
+    batch, channels = draw(st.integers(1, 2)), draw(st.integers(1, 3))
+    if op == "maxout":
+        pieces = draw(st.integers(1, 3))
+        shape = (batch, channels * pieces) + tuple(draw(st.integers(1, 3)) for _ in range(nd))
+        return op, "max", shape, dict(pieces=pieces), (pieces,)
+    if op.startswith("adaptive"):
+        spatial = tuple(draw(st.integers(1, 7)) for _ in range(nd))
+        out = tuple(draw(st.integers(1, 5)) for _ in range(nd))
+        return op, op.split("_")[1], (batch, channels) + spatial, dict(output_size=out), (out,)
+    kernel = tuple(draw(st.integers(1, 3)) for _ in range(nd))
+    stride = tuple(draw(st.integers(1, 3)) for _ in range(nd))
+    dilation = tuple(draw(st.integers(1, 2)) for _ in range(nd)) if op == "max_pool" else (1,) * nd
+    pads = tuple((draw(st.integers(0, k // 2)), draw(st.integers(0, k // 2))) for k in kernel)
+    spatial = tuple(max(1, d * (k - 1) + 1 - lo - hi) + draw(st.integers(0, 4))
+                    for k, d, (lo, hi) in zip(kernel, dilation, pads))
+    ceil_mode = draw(st.booleans())
+    params = dict(kernel=kernel, stride=stride, pads=pads, ceil_mode=ceil_mode, dilation=dilation)
+    kw = dict(stride=stride, padding=pads, ceil_mode=ceil_mode)
+    if op == "max_pool":
+        kw["dilation"] = dilation
+    p = (draw(st.sampled_from([1.0, 2.0, 3.5])),) if op == "lp_pool" else ()
+    return op, op.split("_")[0], (batch, channels) + spatial, params, p + (kernel,), kw
+
+
+def _pool_call(op, nd, x, extra, kw):
+    if op == "maxout":
+        return convlab.maxout(x, *extra)
+    return getattr(convlab, f"{op}{nd}d")(x, *extra, **kw)
+
+
+def _pool_backward(op, nd, gy, x, extra, kw):
+    if op == "maxout":
+        return convlab.maxout_backward(gy, x, *extra)
+    return getattr(convlab, f"{op}{nd}d_backward")(gy, x, *extra, **kw)
+
+
+@settings(max_examples=150, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(pool_problems(), st.sampled_from(["x", "gy"]), st.sampled_from(BAD), st.integers(0, 2**31 - 1))
+def test_one_nonfinite_cell_reaches_exactly_its_windows_in_every_pool(problem, where, bad, seed):
+    op, kind, x_shape, params, extra = problem[:5]
+    kw = problem[5] if len(problem) > 5 else {}
+    nd = len(x_shape) - 2
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(0.5, 1.5, x_shape) * rng.choice([-1.0, 1.0], x_shape)
+    windows = _pool_windows(x_shape, op, params)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        y = _pool_call(op, nd, x, extra, kw)
+        gy = rng.standard_normal(y.shape)
+        ops = dict(x=x, gy=gy)
+        ops[where], key = _place(ops[where], rng, bad)
+        y_mask, gx_mask = _pool_masks(windows, x, y.shape, kind, key, bad, where)
+        if where == "x":
+            assert_reaches(_pool_call(op, nd, ops["x"], extra, kw), y_mask, f"{op} forward, {bad} in x")
+            if kind != "lp" or np.isnan(bad):  # an infinite cell of an Lp window: the limits differ
+                gx = _pool_backward(op, nd, gy, ops["x"], extra, kw)
+                assert_reaches(gx, gx_mask, f"{op} backward, {bad} in x")
+        else:
+            assert_reaches(_pool_backward(op, nd, ops["gy"], x, extra, kw), gx_mask, f"{op} backward, {bad} in gy")
