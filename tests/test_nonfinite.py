@@ -2,7 +2,7 @@
 sums hold it, in every algorithm and every pool (masks from the geometry, written here);
 the examples of the issue that found where it did not; and a guard that nothing hangs."""
 import itertools
-import math
+import pathlib
 import subprocess
 import sys
 import textwrap
@@ -280,3 +280,151 @@ def test_one_nonfinite_cell_reaches_exactly_its_windows_in_every_pool(problem, w
                 assert_reaches(gx, gx_mask, f"{op} backward, {bad} in x")
         else:
             assert_reaches(_pool_backward(op, nd, ops["gy"], x, extra, kw), gx_mask, f"{op} backward, {bad} in gy")
+
+
+# ----------------------------------------------------------------------------- the examples that found it
+
+@pytest.mark.parametrize("bad", [np.inf, np.nan])
+@pytest.mark.parametrize("algorithm", ["auto", "separable"])
+def test_non_finite_kernel_is_never_factored(bad, algorithm):
+    """The SVD never sees it ("auto" once picked separable and hung in LAPACK); the result is
+    the loop oracle's, all inf (not the zeros of NaN factors accepted with a NaN residual)."""
+    w = np.ones((1, 1, 3, 3))
+    w[0, 0, 0, 0] = bad
+    x = np.ones((1, 1, 7, 7))
+    with np.errstate(invalid="ignore"):
+        y = convlab.conv2d(x, w, stride=2, algorithm=algorithm)
+        ref = convlab.conv2d(x, w, stride=2, algorithm="naive")
+    np.testing.assert_array_equal(y, ref)
+    assert np.isinf(ref).all() if bad == np.inf else np.isnan(ref).all()
+    args = args_of(x, w, dict(stride=2))
+    assert convlab.reference.separable.prepare(x, w, args).name == "direct"
+
+
+def test_separable_refuses_a_residual_that_is_not_a_number():
+    """A finite kernel whose squares overflow has a NaN residual: not separable."""
+    w = np.full((1, 1, 3, 3), 1e300)
+    w[0, 0, 1, 1] = -1e300
+    x = np.ones((1, 1, 5, 5))
+    with np.errstate(over="ignore", invalid="ignore"):
+        reason = convlab.reference.separable.prepare(x, w, args_of(x, w, {}))
+    assert isinstance(reason, str) and "not separable" in reason
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_inf_weight_reaches_only_the_input_cells_its_tap_touches(algorithm):
+    """Cropped grid cells (here: the gap between the two samples) carry zeros that must not
+    meet the inf: the loop oracle and PyTorch give [inf, inf, 2, 1]."""
+    x, w, gy = np.ones((2, 1, 4)), np.array([[[np.inf, 1.0, 1.0]]]), np.ones((2, 1, 2))
+    with np.errstate(invalid="ignore"):
+        gx = convlab.conv1d_backward(gy, x, w, algorithm=algorithm)[0]
+        yt = convlab.conv_transpose1d(gy, w, algorithm=algorithm)
+    for a in (gx, yt):
+        np.testing.assert_array_equal(a[:, 0], [[np.inf, np.inf, 2, 1]] * 2)
+
+
+@pytest.mark.parametrize("algorithm", ["naive", "direct", "im2col", "fft", "auto"])
+def test_nan_input_cell_reaches_only_the_weights_that_read_it(algorithm):
+    x = np.zeros((1, 1, 2, 2))
+    x[0, 0, 0, 1] = np.nan
+    with np.errstate(invalid="ignore"):
+        gw = convlab.conv2d_backward(np.ones((1, 1, 2, 1)), x, np.ones((1, 1, 1, 2)), algorithm=algorithm)[1]
+    np.testing.assert_array_equal(gw, [[[[0.0, np.nan]]]])
+
+
+@pytest.mark.parametrize("algorithm", ["naive", "direct", "im2col", "fft", "auto"])
+def test_padding_is_a_zero_that_multiplies(algorithm):
+    """docs/convolution.md: 0 * inf is NaN in the padding too, as in PyTorch."""
+    with np.errstate(invalid="ignore"):
+        y = convlab.conv1d(np.ones((1, 1, 2)), np.array([[[np.inf, 1.0]]]), padding=1, algorithm=algorithm)
+        gw = convlab.conv1d_backward(np.array([[[np.inf, 1.0, 1.0]]]), np.ones((1, 1, 2)), np.ones((1, 1, 2)),
+                                     padding=1, algorithm=algorithm)[1]
+    np.testing.assert_array_equal(y, [[[np.nan, np.inf, np.inf]]])
+    np.testing.assert_array_equal(gw, [[[np.nan, np.inf]]])
+
+
+@pytest.mark.parametrize("op", ["adaptive_max_pool", "adaptive_avg_pool"])
+@pytest.mark.parametrize("nd", [1, 2, 3])
+@pytest.mark.parametrize("lead", [(0, 2), (2, 0)])
+def test_adaptive_pools_of_nothing_are_empty(op, nd, lead):
+    x = np.ones(lead + (5,) * nd)
+    y = getattr(convlab, f"{op}{nd}d")(x, 2)
+    assert y.shape == lead + (2,) * nd
+    assert getattr(convlab, f"{op}{nd}d_backward")(y, x, 2).shape == x.shape
+
+
+def test_float32_fft_guard_sees_small_planes():
+    """A 12-cell signal whose first half is 1e4 times larger: float64 transforms keep the
+    small half's outputs within float32's 1e-4 (a single region lost 8.4e-4)."""
+    x = np.ones((1, 1, 12))
+    x[..., :6] = 1e4
+    w = np.random.default_rng(0).standard_normal((1, 1, 3))
+    ref = convlab.conv1d(x, w, algorithm="naive")[..., 6:]
+    y = convlab.conv1d(x.astype(np.float32), w.astype(np.float32), algorithm="fft")[..., 6:]
+    assert np.abs(y - ref).max() / np.abs(ref).max() < 1e-5
+
+
+@pytest.mark.parametrize("call", [
+    lambda: convlab.conv1d(np.ones((1, 1, 4)), np.ones((1, 1, 3)), padding=2**62),
+    lambda: convlab.conv2d(np.ones((1, 1, 4, 4)), np.ones((1, 1, 3, 3)), padding=(0, 2**62)),
+    lambda: convlab.max_pool1d(np.ones((1, 1, 4)), 2**62, padding=2**61),
+    lambda: convlab.im2col(np.ones((1, 1, 4)), 3, padding=2**62),
+    lambda: convlab.local_conv1d(np.ones((1, 1, 4)), np.ones((1, 1, 1, 3)), padding=2**62),
+])
+def test_padding_too_large_for_any_array_names_padding(call):
+    with pytest.raises(ValueError, match="padding"):
+        call()
+
+
+def test_transposed_output_too_large_for_any_array_names_stride():
+    with pytest.raises(ValueError, match="stride"):
+        convlab.conv_transpose1d(np.ones((1, 1, 4)), np.ones((1, 1, 3)), stride=2**62)
+
+
+# ----------------------------------------------------------------------------- nothing hangs
+
+HANG_SCRIPT = textwrap.dedent("""
+    import itertools, sys
+    import numpy as np
+    import convlab
+    np.seterr(all="ignore")
+
+    def call(f, *args, **kw):
+        try:
+            f(*args, **kw)
+        except ValueError as e:  # an algorithm that cannot serve the shapes says so
+            assert "algorithm=" in str(e), e
+
+    for bad, where, algorithm in itertools.product([np.inf, -np.inf, np.nan], "xwg", {algorithms!r}):
+        print(bad, where, algorithm, flush=True)  # the last line says what hung
+        x, w, g = np.ones((2, 2, 7, 7)), np.ones((2, 2, 3, 3)), np.ones((2, 2, 5, 5))
+        {{"x": x, "w": w, "g": g}}[where][1, 1, 1, 2] = bad
+        for dtype in (np.float32, np.float64):
+            xd, wd, gd = x.astype(dtype), w.astype(dtype), g.astype(dtype)
+            call(convlab.conv2d, xd, wd, algorithm=algorithm)
+            call(convlab.conv2d, xd, wd, stride=2, padding=1, algorithm=algorithm)
+            call(convlab.conv2d_backward, gd, xd, wd, algorithm=algorithm)
+            call(convlab.conv_transpose2d_backward, xd, gd, wd, algorithm=algorithm)
+            convlab.choose_algorithm(xd.shape, wd.shape, w=wd, dtype=dtype)
+        for pool in ("max_pool2d", "avg_pool2d", "adaptive_max_pool2d", "adaptive_avg_pool2d"):
+            y = getattr(convlab, pool)(x, 2)
+            getattr(convlab, pool + "_backward")(np.full_like(y, bad), x, 2)
+        y = convlab.lp_pool2d(x, 2.0, 2)
+        convlab.lp_pool2d_backward(np.full_like(y, bad), x, 2.0, 2)
+    print("done", flush=True)
+""")
+
+
+def test_nothing_hangs_on_non_finite_operands():
+    """Every algorithm, forward and backward, and every pool on tiny operands holding inf or
+    NaN, in a subprocess that is killed when it runs far longer than such calls take (about a
+    second in all): a hang (LAPACK's SVD on an inf kernel never returned) fails, not stalls."""
+    script = HANG_SCRIPT.format(algorithms=ALGORITHMS)
+    try:
+        run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                             cwd=pathlib.Path(__file__).resolve().parents[1])
+    except subprocess.TimeoutExpired as e:
+        last = (e.stdout or b"").decode() if isinstance(e.stdout, bytes) else (e.stdout or "")
+        pytest.fail(f"hung after 120 s; last case started: {last.strip().splitlines()[-1:]}")
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.strip().endswith("done")
