@@ -128,11 +128,11 @@ def scatter_planes(gy, index, in_size):
     (index -1, a window with no input cell, adds nothing). Max-pool backward from the
     forward's indices, without a second argmax."""
     xp = get_array_module(gy)
-    planes, cells = gy.shape[0] * gy.shape[1], math.prod(in_size)
-    flat = index.reshape(planes, -1) + (xp.arange(planes, dtype=np.int64) * cells)[:, None]
-    weights = gy.reshape(planes, -1)
+    planes, cells, outs = gy.shape[0] * gy.shape[1], math.prod(in_size), math.prod(gy.shape[2:])
+    flat = index.reshape(planes, outs) + (xp.arange(planes, dtype=np.int64) * cells)[:, None]
+    weights = gy.reshape(planes, outs)
     if index.size and int(index.min()) < 0:
-        keep = index.reshape(planes, -1) >= 0
+        keep = index.reshape(planes, outs) >= 0
         flat, weights = flat[keep], weights[keep]
     if xp is np and _FAST_UFUNC_AT:  # adds in gy's dtype, 3x faster than bincount's float64 sum
         gx = np.zeros(planes * cells, dtype=gy.dtype)
