@@ -20,7 +20,6 @@ Results must agree exactly in where they are NaN, +inf and -inf, and closely els
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 import traceback
@@ -32,6 +31,7 @@ if __name__ == "__main__":  # run by hand from a checkout: this checkout's convl
 
 import convlab  # noqa: E402
 from convlab import _params as P  # noqa: E402
+from oracles import transpose_params  # noqa: E402
 from convlab.reference import naive  # noqa: E402
 
 ALGORITHMS = ("naive", "direct", "im2col", "fft", "separable", "winograd", "auto")
@@ -168,15 +168,6 @@ def _conv_oracle(case):
                 naive.grad_weight(a["gy"], a["x"], args))
 
 
-def _transpose_params(case):
-    """conv_transpose's parameters that make it the adjoint of the case's conv."""
-    args = case["args"]
-    g = args.geom
-    outs = tuple(n + lo + hi - d * (k - 1) - 1 - (o - 1) * s
-                 for n, k, s, d, (lo, hi), o in zip(g.in_size, g.kernel, g.stride, g.dilation, g.pad, g.out_size))
-    return dict(stride=g.stride, padding=g.pad, output_padding=outs, groups=args.groups, dilation=g.dilation)
-
-
 def _conv_ours(case):
     a, nd, algorithm = case["arrays"], case["nd"], case["algorithm"]
     with np.errstate(invalid="ignore", over="ignore"):
@@ -185,7 +176,7 @@ def _conv_ours(case):
             y = getattr(convlab, f"conv{nd}d")(a["x"], a["w"], algorithm=algorithm, **p)
             gx, gw, _ = getattr(convlab, f"conv{nd}d_backward")(a["gy"], a["x"], a["w"], algorithm=algorithm, **p)
             return y, gx, gw
-        p = _transpose_params(case)
+        p = transpose_params(case["args"])
         y = getattr(convlab, f"conv_transpose{nd}d")(a["gy"], a["w"], algorithm=algorithm, **p)
         gu, gw, _ = getattr(convlab, f"conv_transpose{nd}d_backward")(a["x"], a["gy"], a["w"], algorithm=algorithm,
                                                                       **p)
@@ -204,7 +195,7 @@ def _conv_torch(case, torch):
         return y.detach().numpy(), a["x"].grad.numpy(), a["w"].grad.numpy()
     if any(lo != hi for lo, hi in g.pad):
         return None  # torch's conv_transpose takes symmetric padding only
-    p = _transpose_params(case)
+    p = transpose_params(case["args"])
     y = getattr(F, f"conv_transpose{nd}d")(a["gy"], a["w"], stride=g.stride, padding=tuple(lo for lo, _ in g.pad),
                                            output_padding=p["output_padding"], groups=p["groups"], dilation=g.dilation)
     y.backward(a["x"].detach())

@@ -11,11 +11,10 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from oracles import args_of, conv_problems, operands, serving
+from oracles import args_of, conv_problems, operands, serving, transpose_params
 from test_pool import out_len
 
 import convlab
-from convlab._params import parse_padding
 from convlab.conv import conv, conv_backward, conv_transpose, conv_transpose_backward
 
 ALGORITHMS = ["naive", "direct", "im2col", "fft", "separable", "winograd", "auto"]
@@ -122,18 +121,6 @@ def test_one_nonfinite_cell_reaches_exactly_its_sums(case, operand, bad, dtype, 
         assert_reaches(gw, reached(args, operand, index, "gw"), f"{algorithm} grad_w, {bad} in {operand}")
 
 
-def _as_transpose(case):
-    """The transposed convolution that is the adjoint of the conv of ``case``: its padding
-    pairs and the output_padding that gives back the conv's input size."""
-    nd, x_shape, w_shape, params = case
-    k, s, d = w_shape[2:], params["stride"], params["dilation"]
-    pads = parse_padding(params["padding"], nd, kernel=k, stride=s, dilation=d, in_size=x_shape[2:])
-    outs = [out_len(n, kk, ss, dd, lo, hi, False) for n, kk, ss, dd, (lo, hi) in zip(x_shape[2:], k, s, d, pads)]
-    extra = tuple(n + lo + hi - dd * (kk - 1) - 1 - (o - 1) * ss
-                  for n, kk, ss, dd, (lo, hi), o in zip(x_shape[2:], k, s, d, pads, outs))
-    return dict(stride=s, padding=pads, output_padding=extra, groups=params["groups"], dilation=d), tuple(outs)
-
-
 @SETTINGS
 @given(conv_problems(max_kernel=3), st.sampled_from(["u", "w", "gy"]), st.sampled_from(BAD),
        st.integers(0, 2**31 - 1))
@@ -141,11 +128,11 @@ def test_one_nonfinite_cell_reaches_exactly_its_sums_transposed(case, operand, b
     """conv_transpose and its backward: the input ``u`` plays the conv's output gradient, the
     output gradient ``gy`` the conv's input (the masks of :func:`reached` with roles exchanged)."""
     nd, x_shape, w_shape, params = case
-    tparams, outs = _as_transpose(case)
     for algorithm in ALGORITHMS:
         _, x, w, _, rng = _problem(case, seed, np.float64, algorithm)
         args = args_of(x, w, params)
-        u = rng.standard_normal((x_shape[0], w_shape[0]) + outs)
+        tparams = transpose_params(args)
+        u = rng.standard_normal((args.batch, args.out_channels) + args.geom.out_size)
         ops = dict(u=u, w=w, gy=x)
         ops[operand], index = _place(ops[operand], rng, bad)
         if serving(algorithm, ops["u"], ops["w"], args=args) or serving(algorithm, ops["gy"], ops["w"], args=args):
