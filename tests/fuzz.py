@@ -235,13 +235,19 @@ def _pool_torch(case, gy, torch):
     if op == "lp_pool":
         return None  # PyTorch's Lp pool is another definition (docs/pooling.md)
     F, nd, p = torch.nn.functional, case["nd"], dict(case["params"])
-    xt = torch.tensor(case["arrays"]["x"].astype(np.float64), requires_grad=True)
-    if op.startswith("adaptive"):
-        y = getattr(F, f"{op}{nd}d")(xt, p["output_size"])
-    else:
-        if op == "max_pool" and not _every_window_reads_input(case):
-            return None  # PyTorch then returns an index outside the input
-        y = getattr(F, f"{op}{nd}d")(xt, **p)
+    x = case["arrays"]["x"].astype(np.float64)
+    if "max" in op and np.isnan(x).sum() > 1:
+        return None  # PyTorch's max may pass a window's gradient to another of its NaNs
+    if op == "max_pool" and not _every_window_reads_input(case):
+        return None  # PyTorch then returns an index outside the input
+    xt = torch.tensor(x, requires_grad=True)
+    try:
+        y = getattr(F, f"{op}{nd}d")(xt, *((p["output_size"],) if op.startswith("adaptive") else ()),
+                                     **({} if op.startswith("adaptive") else p))
+    except RuntimeError as e:
+        if "smaller than kernel size" in str(e):
+            return None  # PyTorch's 3-d average pool refuses windows larger than the unpadded input
+        raise
     y.backward(torch.tensor(gy.astype(np.float64)))
     return y.detach().numpy(), xt.grad.numpy()
 
@@ -291,8 +297,9 @@ def run_case(case, rng, torch):
             raise
         gy = rng.standard_normal(y.shape).astype(case["dtype"])
         if rng.random() < 0.3 and gy.size:  # a non-finite output gradient too
-            gy[tuple(int(rng.integers(s)) for s in gy.shape)] = BAD[int(rng.integers(3))]
-        case["gy"] = gy
+            index, bad = tuple(int(rng.integers(s)) for s in gy.shape), BAD[int(rng.integers(3))]
+            gy[index] = bad
+            case["spoilt"].append(("gy", index, bad))
         ours = _pool_ours(case, gy)
         refs = {"loops": _pool_oracle(case, gy), "torch": torch and _pool_torch(case, gy, torch)}
         names = ("y", "grad_x")

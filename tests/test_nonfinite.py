@@ -179,11 +179,12 @@ def _pool_windows(x_shape, op, params):
     return windows
 
 
-def _pool_masks(windows, x, y_shape, kind, key, bad, where):
+def _pool_masks(windows, x, y_shape, kind, key, bad, where, p=None):
     """Where ``bad`` at ``key`` of ``where`` ("x" or "gy") makes the pool's output or input
     gradient non-finite: a max passes a window's gradient to its first maximum only (NaN
     is the largest), and an input cell that is not NaN changes no gradient of a max or an
-    average; an Lp pool's gradient depends on every cell of the window."""
+    average; an Lp pool's gradient depends on every cell of the window, but for p = 1
+    (``sign(x)``) only on the cell itself."""
     y_mask, gx_mask = np.zeros(y_shape, bool), np.zeros(x.shape, bool)
     for out, cells in windows.items():
         if where == "x":
@@ -193,7 +194,7 @@ def _pool_masks(windows, x, y_shape, kind, key, bad, where):
             else:
                 y_mask[out] = hit
             if kind == "lp" and hit and np.isnan(bad):
-                gx_mask[tuple(np.transpose(cells))] = True
+                gx_mask[key if p == 1 else tuple(np.transpose(cells))] = True
         elif out == key and cells:
             if kind == "max":
                 first = max(range(len(cells)), key=lambda q: (x[cells[q]], -q))
@@ -259,7 +260,7 @@ def test_one_nonfinite_cell_reaches_exactly_its_windows_in_every_pool(problem, w
         gy = rng.standard_normal(y.shape)
         ops = dict(x=x, gy=gy)
         ops[where], key = _place(ops[where], rng, bad)
-        y_mask, gx_mask = _pool_masks(windows, x, y.shape, kind, key, bad, where)
+        y_mask, gx_mask = _pool_masks(windows, x, y.shape, kind, key, bad, where, extra[0])
         if where == "x":
             assert_reaches(_pool_call(op, nd, ops["x"], extra, kw), y_mask, f"{op} forward, {bad} in x")
             if kind != "lp" or np.isnan(bad):  # an infinite cell of an Lp window: the limits differ

@@ -21,6 +21,7 @@ import math
 import numpy as np
 
 from .._backend import get_array_module
+from .._protocol import all_finite
 from .windows import add_tap, cells, fold, pad, tap_view, taps, unpad
 
 
@@ -199,15 +200,19 @@ def lp_pool_grad(gy, x, p, geom):
         dY[j]/dx[i] = sign(x[i]) |x[i]|^(p-1) * Y[j]^(1-p)        (0 where Y[j] = 0)
 
     so the gradient is the sum-pool adjoint of ``gy * Y^(1-p)`` times ``sign(x)|x|^(p-1)``
-    (taken as 0 at ``x = 0``)."""
+    (taken as 0 at ``x = 0``; NaN stays NaN). A non-finite cell that no window reads gets
+    0, as every cell outside the windows, not ``0 * inf``."""
     xp = get_array_module(gy)
     if math.isinf(p):
         return xp.sign(x) * max_pool_grad(gy, xp.abs(x), geom)
     y = lp_pool(x, p, geom)
-    per_window = xp.where(y != 0, gy * xp.where(y != 0, y, 1) ** (1.0 - p), 0)  # NaN where y is
+    per_window = xp.where(y != 0, gy * xp.where(y != 0, y, 1) ** (1.0 - p), 0)
     ax = xp.abs(x)
-    per_cell = xp.where(ax > 0, xp.sign(x) * xp.where(ax > 0, ax, 1) ** (p - 1.0), 0)
-    return sum_pool_grad(per_window, geom) * per_cell
+    per_cell = xp.where(ax != 0, xp.sign(x) * xp.where(ax != 0, ax, 1) ** (p - 1.0), 0)
+    grad = sum_pool_grad(per_window, geom) * per_cell
+    if not all_finite(per_cell):
+        grad = xp.where(sum_pool_grad(xp.ones_like(per_window), geom) > 0, grad, 0)
+    return grad
 
 
 # ----------------------------------------------------------------------------- maxout
