@@ -26,8 +26,9 @@ input holds regions of very different magnitude, small outputs lose accuracy. Be
 float32 transform the input is cut into regions (the kernel's span, at least
 ``MIN_REGION`` cells, at most half of each axis: :func:`region_size`); with ``r`` the
 ratio of the largest region maximum to the smallest nonzero one, the work is done in
-float64 when ``eps32 * log2(prod L) * r`` exceeds ``FLOAT32_TOLERANCE`` (the accuracy float32 results are held to). A non-finite
-input or weight would spread NaN to every output, so it falls back to
+float64 when ``eps32 * log2(prod L) * r`` exceeds ``FLOAT32_TOLERANCE`` (the accuracy
+float32 results are held to). A non-finite input or weight would spread NaN to every
+output, so it falls back to
 :mod:`convlab.reference.direct`, where NaN stays inside the windows that read it.
 """
 from __future__ import annotations
