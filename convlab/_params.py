@@ -178,7 +178,19 @@ def out_size(n: int, k: int, s: int, d: int, lo: int, hi: int, ceil_mode: bool =
     return avail // s + 1
 
 
+# Cells of one float64 plane that an address can reach: larger sizes can never be allocated.
+MAX_CELLS = np.iinfo(np.intp).max // 8
+
+
+def check_cells(sizes, why: str):
+    """A plane of ``sizes`` must fit in memory addresses; else ``ValueError`` saying ``why``
+    it is that large (the arguments to blame)."""
+    if math.prod(sizes) > MAX_CELLS:
+        raise ValueError(f"{why} leads to a plane of shape {tuple(sizes)}: more cells than an array can hold")
+
+
 def make_geometry(in_size, kernel, stride, dilation, pad, *, ceil_mode=False, what="input") -> Geometry:
+    check_cells(tuple(n + lo + hi for n, (lo, hi) in zip(in_size, pad)), f"padding {tuple(pad)} of the {what}")
     outs = tuple(out_size(n, k, s, d, lo, hi, ceil_mode)
                  for n, k, s, d, (lo, hi) in zip(in_size, kernel, stride, dilation, pad))
     if any(o < 1 for o in outs):
@@ -313,6 +325,8 @@ def conv_transpose_args(x, w, b, stride, padding, output_padding, groups, dilati
     if any(v < 1 for v in o):
         raise ValueError(f"output size {o} of the transposed convolution is not positive "
                          f"(x shape {tuple(x.shape)}, w shape {tuple(w.shape)}, padding {pad})")
+    check_cells(tuple(v + lo + hi for v, (lo, hi) in zip(o, pad)),
+                f"stride {stride}, dilation {dilation}, output_padding {opad} and padding {pad}")
     geom = Geometry(o, kernel, stride, dilation, pad, n_in)
     if b is not None:
         check_array(b, "b", xp)
@@ -459,7 +473,7 @@ def maxout_args(x, pieces) -> Geometry:
     c = int(x.shape[1])
     if c % pieces:
         raise ValueError(f"pieces={pieces} must divide the channels C={c} (x shape {tuple(x.shape)})")
-    return make_geometry((c,), (pieces,), (pieces,), (1,), ((0, 0),))
+    return Geometry((c,), (pieces,), (pieces,), (1,), ((0, 0),), (c // pieces,))  # zero channels: zero groups
 
 
 def adaptive_bins(n: int, o: int) -> tuple:

@@ -37,7 +37,7 @@ def im2col(x, kernel_size, stride=1, padding=0, dilation=1):
         return cuda_matrix.im2col(x, geom)
     xpad = pad(x, geom)
     cols = patch_matrix(xpad.reshape(xpad.shape[:1] + (1,) + xpad.shape[1:]), geom)
-    return cols.reshape(x.shape[0], -1, cols.shape[-1])
+    return cols.reshape(x.shape[0], x.shape[1] * math.prod(geom.kernel), cols.shape[-1])
 
 
 def col2im(cols, output_size, kernel_size, stride=1, padding=0, dilation=1):

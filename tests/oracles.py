@@ -63,6 +63,16 @@ def args_of(x, w, params):
                        params.get("groups", 1), nd)
 
 
+def transpose_params(args):
+    """``conv_transpose``'s parameters that make it the adjoint of the convolution ``args``:
+    its padding pairs, and the output_padding that gives back the input size (the cells the
+    floor of the output size dropped)."""
+    g = args.geom
+    extra = tuple(n + lo + hi - d * (k - 1) - 1 - (o - 1) * s
+                  for n, k, s, d, (lo, hi), o in zip(g.in_size, g.kernel, g.stride, g.dilation, g.pad, g.out_size))
+    return dict(stride=g.stride, padding=g.pad, output_padding=extra, groups=args.groups, dilation=g.dilation)
+
+
 def operands(x_shape, w_shape, dtype=np.float64, seed=0, rank_one=False):
     """Random ``x`` and ``w``; ``rank_one`` makes every kernel slice an outer product of one
     random vector per axis (a separable kernel)."""

@@ -104,8 +104,9 @@ def test_fft_nonfinite_input_stays_inside_its_windows(bad):
                                      ((3, 2, 33, 40), 12), ((1, 1, 64, 60), 11)])
 def test_region_ratio_matches_loops(shape, k):
     """The guard's statistic, written out: max over regions of the kernel's span (at least
-    MIN_REGION cells, grown to a divisor of the size when one is within 2x, else cut at the
-    edge) of |x| over channels; largest over smallest nonzero."""
+    MIN_REGION cells, at most half the axis, grown to a divisor of the size when one is within
+    2x and at most half the axis, else cut at the edge) of |x| over channels; largest over
+    smallest nonzero."""
     rng = np.random.default_rng(8)
     a = rng.standard_normal(shape) * np.exp(2 * rng.standard_normal(shape))
     a[0, ..., :5] = 0.0  # zero regions do not count
@@ -113,8 +114,8 @@ def test_region_ratio_matches_loops(shape, k):
     args = args_of(a, np.zeros((1, shape[1]) + (k,) * nd), {})
     block = []
     for n in shape[2:]:
-        want = min(max(k, fft.MIN_REGION), n)
-        divisors = [b for b in range(want, min(2 * want, n) + 1) if n % b == 0]
+        want = min(max(k, fft.MIN_REGION), math.ceil(n / 2))
+        divisors = [b for b in range(want, min(2 * want, n // 2) + 1) if n % b == 0]
         block.append(divisors[0] if divisors else want)
     worst = 1.0
     for n in range(shape[0]):

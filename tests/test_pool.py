@@ -41,6 +41,15 @@ def out_len(n, k, s, d, lo, hi, ceil_mode):
     return (n + lo + hi - span) // s + 1
 
 
+def first_maximum(vals):
+    """Index of the first largest value; NaN is the largest (the first NaN wins)."""
+    best = 0
+    for q in range(1, len(vals)):
+        if vals[q] > vals[best] or (np.isnan(vals[q]) and not np.isnan(vals[best])):  # ties: the first
+            best = q
+    return best
+
+
 def windows_of(spatial, kernel, stride, dilation, pads, ceil_mode):
     """For every output position j: the list of taps (m, input cell or None when outside the input)
     in row-major order, and the number of taps inside the padded input (n + lo + hi cells)."""
@@ -75,11 +84,10 @@ def pool_oracle(x, kind, kernel, stride, pads, dilation=None, ceil_mode=False, c
         for j, (taps, in_padded) in wins.items():
             cells = [i for i in taps if i is not None]
             vals = [x[nc + i] for i in cells]
-            if kind == "max":
-                best = 0
-                for q in range(1, len(vals)):
-                    if vals[q] > vals[best]:  # strictly greater: the first maximum wins ties
-                        best = q
+            if kind == "max" and not cells:  # a dilated window wholly in the padding
+                y[nc + j], idx[nc + j], deriv[nc + j] = -np.inf, -1, []
+            elif kind == "max":
+                best = first_maximum(vals)
                 y[nc + j] = vals[best]
                 idx[nc + j] = np.ravel_multi_index(cells[best], spatial)
                 deriv[nc + j] = [(cells[best], 1.0)]
@@ -113,7 +121,7 @@ def adaptive_oracle(x, kind, out):
             cells = list(itertools.product(*(range(*bins[a][j[a]]) for a in range(len(out)))))
             vals = [x[nc + i] for i in cells]
             if kind == "max":
-                best = max(range(len(vals)), key=lambda q: (vals[q], -q))  # largest, then the first
+                best = first_maximum(vals)
                 y[nc + j], idx[nc + j] = vals[best], np.ravel_multi_index(cells[best], spatial)
                 deriv[nc + j] = [(cells[best], 1.0)]
             else:

@@ -14,15 +14,16 @@ The input is read on its stride-phase grid (:mod:`.phases`), where ``V_pad[..., 
 for all outputs is one contiguous range of columns, ``phase_m[:, q + offset_m]``, which
 BLAS reads in place. Outputs are computed on the whole grid (its cells past the last output
 of each axis are cropped) in column chunks whose accumulator stays in cache; the output
-gradient is spread onto the same grid with zeros in those cells.
+gradient is spread onto the same grid with zeros in those cells, which non-finite
+operands must not meet (:func:`.phases.cropped`).
 """
 from __future__ import annotations
 
 
 from .._backend import get_array_module
-from .._protocol import plain
+from .._protocol import all_finite, plain
 from .groups import matmul, tap_weights
-from .phases import input_gradient, outputs, plan, split, spread_gradient
+from .phases import clear, cropped, input_gradient, outputs, plan, split, spread_gradient
 
 
 def forward_plan(args, itemsize):
@@ -54,25 +55,36 @@ def grad_input(gy, w, args):
     p = plan(args, (args.in_channels + args.out_channels) * gy.itemsize)
     g = spread_gradient(gy, args, p)
     wt = tap_weights(w, args).swapaxes(-1, -2)  # (taps, G, C_g, K_g)
+    crop = None if all_finite(w) else cropped(args, p, gy)  # inf * 0 on the cropped cells is NaN
     gph = xp.zeros((p.layout.phases, p.blocks) + wt.shape[1:3] + (p.width,), dtype=gy.dtype)
     tmp = None
     for b, c0, cn in p.chunks():
         tmp = xp.empty(wt.shape[1:3] + (cn,), dtype=gy.dtype) if tmp is None else tmp
         for t, (phase, off) in enumerate(p.layout.taps):
-            gph[phase, b, :, :, c0 + off:c0 + off + cn] += matmul(wt[t], g[b, :, :, c0:c0 + cn], out=tmp[..., :cn])
+            prod = clear(matmul(wt[t], g[b, :, :, c0:c0 + cn], out=tmp[..., :cn]), crop, c0)
+            gph[phase, b, :, :, c0 + off:c0 + off + cn] += prod
     return input_gradient(gph, args, p)
 
 
+def _weight_taps(g, ph, p, crop):
+    """``(G, K_g, C_g, taps)``: per tap, the output gradient times the columns it read."""
+    xp = get_array_module(g)
+    gw = xp.empty(g.shape[1:3] + (ph.shape[3], len(p.layout.taps)), dtype=g.dtype)
+    for t, (phase, off) in enumerate(p.layout.taps):
+        cols = ph[phase, ..., off:off + p.columns]
+        cols = cols if crop is None else xp.where(crop, 0, cols)
+        gw[..., t] = xp.matmul(g, cols.swapaxes(-1, -2)).sum(axis=0)
+    return gw
+
+
 def grad_weight(gy, x, args):
-    xp = get_array_module(gy)
     p = plan(args)
     ph = split(x, args, p)
     g = spread_gradient(gy, args, p)[..., :p.columns]
-    groups, kg, cg = g.shape[1], g.shape[2], ph.shape[3]
-    gw = xp.empty((groups, kg, cg, len(p.layout.taps)), dtype=gy.dtype)
-    for t, (phase, off) in enumerate(p.layout.taps):
-        gw[..., t] = xp.matmul(g, ph[phase, ..., off:off + p.columns].swapaxes(-1, -2)).sum(axis=0)
-    return gw.reshape((args.out_channels, cg) + args.geom.kernel)
+    gw = _weight_taps(g, ph, p, None)
+    if not all_finite(gw):  # maybe a non-finite cell of x met the zeros of the cropped columns
+        gw = _weight_taps(g, ph, p, cropped(args, p, gy)[:p.columns])
+    return gw.reshape((args.out_channels, ph.shape[3]) + args.geom.kernel)
 
 
 # ----------------------------------------------------------------------------- protocol

@@ -24,10 +24,11 @@ error over the whole plane: the error of each output is about ``eps * log2(L)`` 
 the *largest* output, where a direct sum's error is relative to its own window. When the
 input holds regions of very different magnitude, small outputs lose accuracy. Before a
 float32 transform the input is cut into regions (the kernel's span, at least
-``MIN_REGION`` cells per axis: :func:`region_size`); with ``r`` the ratio of the largest region maximum to the
-smallest nonzero one, the work is done in float64 when ``eps32 * log2(prod L) * r``
-exceeds ``FLOAT32_TOLERANCE`` (the accuracy float32 results are held to). A non-finite
-input or weight would spread NaN to every output, so it falls back to
+``MIN_REGION`` cells, at most half of each axis: :func:`region_size`); with ``r`` the
+ratio of the largest region maximum to the smallest nonzero one, the work is done in
+float64 when ``eps32 * log2(prod L) * r`` exceeds ``FLOAT32_TOLERANCE`` (the accuracy
+float32 results are held to). A non-finite input or weight would spread NaN to every
+output, so it falls back to
 :mod:`convlab.reference.direct`, where NaN stays inside the windows that read it.
 """
 from __future__ import annotations
@@ -134,10 +135,12 @@ def _frequency_major(spec, nd):
 # ----------------------------------------------------------------------------- guard
 
 def region_size(n, span):
-    """Cells per region along an axis of ``n`` cells: at least the kernel's span and
-    ``MIN_REGION``, rounded up to a divisor of ``n`` when one is within 2x (no edge padding)."""
-    want = min(max(span, MIN_REGION), n)
-    return next((b for b in range(want, min(2 * want, n) + 1) if n % b == 0), want)
+    """Cells per region along an axis of ``n`` cells: the kernel's span and at least
+    ``MIN_REGION``, but at most half the axis (rounded up), so that an axis of two cells or
+    more has two regions or more; rounded up to a divisor of ``n`` when one is within 2x
+    and at most ``n // 2`` (no edge padding)."""
+    want = min(max(span, MIN_REGION), -(-n // 2))
+    return next((b for b in range(want, min(2 * want, n // 2) + 1) if n % b == 0), want)
 
 
 def _region_ratio(a, geom):

@@ -28,9 +28,10 @@ import math
 import numpy as np
 
 from .._backend import get_array_module
-from .._protocol import plain
+from .._protocol import all_finite, plain
 from .groups import matmul, tap_weights
-from .phases import MIN_CHUNK, blocked, input_gradient, outputs, plan, split, spread_gradient, unblocked
+from .phases import (MIN_CHUNK, blocked, clear, cropped, input_gradient, outputs, plan, split, spread_gradient,
+                     unblocked)
 from .windows import add_tap, taps, windows
 
 
@@ -113,6 +114,10 @@ class Ranges:
         """``(B, G, K_g, width)`` -> ``(N, K, *out)``."""
         return outputs(z, self.args, self.p)
 
+    def cropped(self, like):
+        """The columns that hold no output (:func:`.phases.cropped`)."""
+        return cropped(self.args, self.p, like)
+
 
 class Gathers:
     """The patch's columns are the outputs' columns only (``idx``, on the operands' device):
@@ -137,6 +142,9 @@ class Gathers:
     def outputs(self, z):
         a = self.args
         return unblocked(z.reshape(z.shape[:3] + (self.p.samples,) + a.geom.out_size), self.p, a.nd)
+
+    def cropped(self, like):
+        return None  # every column is an output
 
 
 def _columns(args, like):
@@ -171,6 +179,18 @@ def forward(x, w, args):
     return cl.outputs(z)
 
 
+def _weight_chunks(g, ph, cl, crop):
+    """``(G, K_g, taps*C_g)``: the output gradient times the patch, chunk by chunk."""
+    xp = get_array_module(g)
+    rows = len(cl.p.layout.taps) * ph.shape[3]
+    gw = xp.zeros(g.shape[1:3] + (rows,), dtype=g.dtype)
+    cols = None
+    for b, c0, cn in cl.p.chunks():
+        cols = _buffer((g.shape[1], rows), g, cn, cols)
+        gw += xp.matmul(g[b, :, :, c0:c0 + cn], clear(_fill(cols, ph, cl, b, c0, cn), crop, c0).swapaxes(-1, -2))
+    return gw
+
+
 def grad_weight(gy, x, args):
     xp = get_array_module(gy)
     cl = _columns(args, gy)
@@ -178,11 +198,10 @@ def grad_weight(gy, x, args):
     g = cl.gradient(gy)
     groups, kg, cg = g.shape[1], g.shape[2], ph.shape[3]
     taps_ = len(cl.p.layout.taps)
-    gw = xp.zeros((groups, kg, taps_ * cg), dtype=gy.dtype)
-    cols = None
-    for b, c0, cn in cl.p.chunks():
-        cols = _buffer((groups, taps_ * cg), gy, cn, cols)
-        gw += xp.matmul(g[b, :, :, c0:c0 + cn], _fill(cols, ph, cl, b, c0, cn).swapaxes(-1, -2))
+    gw = _weight_chunks(g, ph, cl, None)
+    crop = None if all_finite(gw) else cl.cropped(gy)
+    if crop is not None:  # maybe a non-finite cell of x met the zeros of the cropped columns
+        gw = _weight_chunks(g, ph, cl, crop)
     gw = gw.reshape(groups, kg, taps_, cg).transpose(0, 1, 3, 2)
     return xp.ascontiguousarray(gw).reshape((args.out_channels, cg) + args.geom.kernel)
 
@@ -193,12 +212,13 @@ def grad_input(gy, w, args):
     p = cl.p
     g = cl.gradient(gy)
     wmat_t = _kernel_matrix(w, args).swapaxes(-1, -2)  # (G, taps*C_g, K_g)
+    crop = None if all_finite(w) else cl.cropped(gy)  # inf * 0 on the cropped columns is NaN
     cg = args.in_channels // args.groups
     gph = xp.zeros((p.layout.phases, p.blocks, args.groups, cg, p.width), dtype=gy.dtype)
     dcols = None
     for b, c0, cn in p.chunks():
         dcols = _buffer(wmat_t.shape[:2], gy, cn, dcols)
-        d = matmul(wmat_t, g[b, :, :, c0:c0 + cn], out=dcols[..., :cn])
+        d = clear(matmul(wmat_t, g[b, :, :, c0:c0 + cn], out=dcols[..., :cn]), crop, c0)
         for t in range(len(p.layout.taps)):  # col2im: each tap's rows back onto its columns
             cl.scatter(gph, d[:, t * cg:(t + 1) * cg], b, t, c0, cn)
     return input_gradient(gph, args, p)

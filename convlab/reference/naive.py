@@ -6,8 +6,9 @@ padding ``lo``)::
     Z[n, k, j] = sum_{c, m} V[n, g*C_g + c, j*s + m*d - lo] * K[k, c, m]
 
 where ``g = k // K_g`` is the group of output channel ``k`` and ``V`` is zero outside the
-input. Padding is not materialised: an out-of-range index simply contributes nothing, so
-this code shares nothing with the windowing primitive it checks.
+input. Padding is not materialised: an out-of-range index reads the value 0, which still
+multiplies (``0 * inf`` is NaN, as in PyTorch: docs/convolution.md), so this code shares
+nothing with the windowing primitive it checks.
 """
 from __future__ import annotations
 
@@ -33,7 +34,8 @@ def _input_index(j, m, geom):
 
 
 def _terms(args):
-    """Every product of the sum: (n, k, input channel, kernel channel c, j, m, i)."""
+    """Every product of the sum: (n, k, input channel, kernel channel c, j, m, i), with
+    ``i`` None where the tap reads the padding."""
     geom = args.geom
     kg, cg = args.out_channels // args.groups, args.in_channels // args.groups
     for n in range(args.batch):
@@ -41,17 +43,20 @@ def _terms(args):
             for j in _positions(geom.out_size):
                 for m in _positions(geom.kernel):
                     i = _input_index(j, m, geom)
-                    if i is None:
-                        continue
                     for c in range(cg):
                         yield n, k, (k // kg) * cg + c, c, j, m, i
+
+
+def _value(v, n, ci, i):
+    """``V[n, ci, i]``, and 0 in the padding."""
+    return 0.0 if i is None else v[(n, ci) + i]
 
 
 def forward(x, w, args):
     xp = get_array_module(x)
     y = xp.zeros((args.batch, args.out_channels) + args.geom.out_size, dtype=x.dtype)
     for n, k, ci, c, j, m, i in _terms(args):
-        y[(n, k) + j] += x[(n, ci) + i] * w[(k, c) + m]
+        y[(n, k) + j] += _value(x, n, ci, i) * w[(k, c) + m]
     return y
 
 
@@ -60,7 +65,8 @@ def grad_input(gy, w, args):
     xp = get_array_module(gy)
     gx = xp.zeros((args.batch, args.in_channels) + args.geom.in_size, dtype=gy.dtype)
     for n, k, ci, c, j, m, i in _terms(args):
-        gx[(n, ci) + i] += gy[(n, k) + j] * w[(k, c) + m]
+        if i is not None:  # the padding is no input: its gradient is dropped
+            gx[(n, ci) + i] += gy[(n, k) + j] * w[(k, c) + m]
     return gx
 
 
@@ -69,7 +75,7 @@ def grad_weight(gy, x, args):
     xp = get_array_module(gy)
     gw = xp.zeros((args.out_channels, args.in_channels // args.groups) + args.geom.kernel, dtype=gy.dtype)
     for n, k, ci, c, j, m, i in _terms(args):
-        gw[(k, c) + m] += gy[(n, k) + j] * x[(n, ci) + i]
+        gw[(k, c) + m] += gy[(n, k) + j] * _value(x, n, ci, i)
     return gw
 
 

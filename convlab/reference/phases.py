@@ -11,7 +11,10 @@ so every tap sees all outputs through one contiguous range of columns::
     phase_layout()  per tap: (phase, offset); the grid; columns spanned by one plane's outputs
 
 Outputs occupy the first ``out`` cells of each grid axis; the rest of the grid is computed
-and cropped. Samples are taken a block at a time; small planes are flattened a few samples
+and cropped. The output gradient is spread onto the grid with zeros in those cells, and
+``0 * inf`` is NaN: where the operand they meet is not finite, the passes leave the cropped
+columns out (:func:`cropped`, :func:`clear`), so a NaN reaches exactly the sums that hold
+it. Samples are taken a block at a time; small planes are flattened a few samples
 per block into the columns, so that every product has at least ``MIN_COLUMNS`` columns.
 Stride 1 without padding needs no copy at all: the input is its own phase.
 """
@@ -20,6 +23,8 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
+
+import numpy as np
 
 from .._backend import get_array_module, workspace_limit
 from .windows import taps
@@ -236,6 +241,21 @@ def spread_gradient(gy, args, p):
     g = xp.zeros(src.shape[:3] + (p.width,), dtype=gy.dtype)
     _grid(g, args, p)[...] = src
     return g
+
+
+def cropped(args, p, like):
+    """``(width,)`` bool on ``like``'s device: True at a block's grid columns that hold no
+    output (past the last output of an axis, and so between samples)."""
+    inside = np.zeros(p.layout.grid, dtype=bool)
+    inside[tuple(slice(0, o) for o in args.geom.out_size)] = True
+    return get_array_module(like).asarray(~np.tile(inside.ravel(), p.samples))
+
+
+def clear(a, crop, c0):
+    """Zero the columns of chunk ``a`` (block columns ``c0 ..``) that ``crop`` marks (None: none)."""
+    if crop is not None:
+        a[..., crop[c0:c0 + a.shape[-1]]] = 0
+    return a
 
 
 def input_gradient(gph, args, p):

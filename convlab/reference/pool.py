@@ -21,6 +21,7 @@ import math
 import numpy as np
 
 from .._backend import get_array_module
+from .._protocol import all_finite
 from .windows import add_tap, cells, fold, pad, tap_view, taps, unpad
 
 
@@ -128,11 +129,11 @@ def scatter_planes(gy, index, in_size):
     (index -1, a window with no input cell, adds nothing). Max-pool backward from the
     forward's indices, without a second argmax."""
     xp = get_array_module(gy)
-    planes, cells = gy.shape[0] * gy.shape[1], math.prod(in_size)
-    flat = index.reshape(planes, -1) + (xp.arange(planes, dtype=np.int64) * cells)[:, None]
-    weights = gy.reshape(planes, -1)
+    planes, cells, outs = gy.shape[0] * gy.shape[1], math.prod(in_size), math.prod(gy.shape[2:])
+    flat = index.reshape(planes, outs) + (xp.arange(planes, dtype=np.int64) * cells)[:, None]
+    weights = gy.reshape(planes, outs)
     if index.size and int(index.min()) < 0:
-        keep = index.reshape(planes, -1) >= 0
+        keep = index.reshape(planes, outs) >= 0
         flat, weights = flat[keep], weights[keep]
     if xp is np and _FAST_UFUNC_AT:  # adds in gy's dtype, 3x faster than bincount's float64 sum
         gx = np.zeros(planes * cells, dtype=gy.dtype)
@@ -199,15 +200,19 @@ def lp_pool_grad(gy, x, p, geom):
         dY[j]/dx[i] = sign(x[i]) |x[i]|^(p-1) * Y[j]^(1-p)        (0 where Y[j] = 0)
 
     so the gradient is the sum-pool adjoint of ``gy * Y^(1-p)`` times ``sign(x)|x|^(p-1)``
-    (taken as 0 at ``x = 0``)."""
+    (taken as 0 at ``x = 0``; NaN stays NaN). A non-finite cell that no window reads gets
+    0, as every cell outside the windows, not ``0 * inf``."""
     xp = get_array_module(gy)
     if math.isinf(p):
         return xp.sign(x) * max_pool_grad(gy, xp.abs(x), geom)
     y = lp_pool(x, p, geom)
-    per_window = xp.where(y > 0, gy * xp.where(y > 0, y, 1) ** (1.0 - p), 0)
+    per_window = xp.where(y != 0, gy * xp.where(y != 0, y, 1) ** (1.0 - p), 0)
     ax = xp.abs(x)
-    per_cell = xp.where(ax > 0, xp.sign(x) * xp.where(ax > 0, ax, 1) ** (p - 1.0), 0)
-    return sum_pool_grad(per_window, geom) * per_cell
+    per_cell = xp.where(ax != 0, xp.sign(x) * xp.where(ax != 0, ax, 1) ** (p - 1.0), 0)
+    grad = sum_pool_grad(per_window, geom) * per_cell
+    if not all_finite(per_cell):
+        grad = xp.where(sum_pool_grad(xp.ones_like(per_window), geom) > 0, grad, 0)
+    return grad
 
 
 # ----------------------------------------------------------------------------- maxout
@@ -255,7 +260,7 @@ def adaptive_avg_pool_grad(gy, in_size, bins):
 
 def _window_argmax(win, nd):
     """Flat row-major index of the first maximum of each window ``(..., *w)`` (NaN is the max)."""
-    return win.reshape(win.shape[:-nd] + (-1,)).argmax(axis=-1)
+    return win.reshape(win.shape[:-nd] + (math.prod(win.shape[-nd:]),)).argmax(axis=-1)
 
 
 def adaptive_max_pool(x, bins):
@@ -287,5 +292,5 @@ def adaptive_max_pool_grad(gy, x, bins):
         size = math.prod(win.shape[-nd:])
         one_hot = xp.arange(size) == k[..., None]
         window = gx[sl]
-        window += (one_hot * gy[(Ellipsis,) + j][..., None]).reshape(win.shape)
+        window += xp.where(one_hot, gy[(Ellipsis,) + j][..., None], 0).reshape(win.shape)  # not 0 * NaN
     return gx

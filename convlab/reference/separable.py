@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._backend import get_array_module
-from .._protocol import Prepared
+from .._protocol import Prepared, all_finite
 from . import direct
 from .groups import split_groups
 from .windows import add_tap, pad, tap_view, unpad
@@ -56,7 +56,7 @@ def factor(w):
     ``w (K, C_g, *k) -> ([f_1 (K, C_g, k_1), ..., f_nd (K, C_g, k_nd)], residual)`` where
     ``residual = max over slices of |w[k, c] - outer(f[k, c])| / |w[k, c]|`` (Frobenius;
     zero slices count as separable). The SVDs run in float64; factors have ``w``'s dtype
-    and equal norms.
+    and equal norms. ``w`` must be finite (:func:`prepare` checks before calling).
     """
     xp = get_array_module(w)
     lead, kernel = w.shape[:2], w.shape[2:]
@@ -208,11 +208,17 @@ def supports(args):
 
 
 def prepare(x, w, args):
-    """The kernel's rank-1 factors (one SVD pass, :func:`factored`), or why it has none."""
+    """The kernel's rank-1 factors (one SVD pass, :func:`factored`), or why it has none.
+
+    A kernel holding NaN or infinity is never factored (LAPACK's SVD may not return on one,
+    and its factors would be NaN): it goes to :mod:`.direct`, as in the FFT and Winograd.
+    A residual that is not a number (overflow) counts as not separable."""
     if w is None:
         return "algorithm='separable' needs the kernel w to factor it; only its shape was given"
+    if not all_finite(w):
+        return direct.prepare(x, w, args, note="separable hands a non-finite kernel to direct")
     factors, residual = factored(w)
-    if residual > rtol(w.dtype):
+    if not residual <= rtol(w.dtype):
         return (f"algorithm='separable' needs rank-1 kernels: the kernel w of shape {tuple(w.shape)} "
                 f"is not separable (relative residual of its best rank-1 factors {residual:.3g} > "
                 f"tolerance {rtol(w.dtype):.3g}); use another algorithm")
