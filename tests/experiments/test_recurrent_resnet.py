@@ -118,15 +118,21 @@ def test_share_states_uses_one_transition_per_kind():
     assert len(a.transitions) == 5 and len(b.transitions) == 2  # self and bottom-up
 
 
-def test_whole_net_gradient_by_finite_differences():
+@pytest.mark.parametrize("build", [
+    lambda: preset("frnn2", 1, 3, 4, width=2, readout=2),
+    lambda: preset("frnn2", 1, 3, 4, width=2, readout=3, shared=False),
+    lambda: preset("resnet1", 1, 3, 4, width=2, readout=3, bn="shared"),
+    lambda: MultiStateRNN(1, 3, 4, (2, 2, 2), RESNET3, 3, share_states=True),
+], ids=["frnn2-shared", "frnn2-unshared", "resnet1-shared-bn", "resnet3-share-states"])
+def test_whole_net_gradient_by_finite_differences(build):
     nn.manual_seed(0)
-    model = _double(preset("frnn2", 1, 3, 4, width=2, readout=2))
+    model = _double(build())
     x = np.random.default_rng(0).standard_normal((3, 1, 4, 4))
     y = np.array([0, 2, 1])
     loss = F.cross_entropy(model(nn.Tensor(x)), y)
     loss.backward()
     rng = np.random.default_rng(1)
-    for name, p in list(model.named_parameters())[::3]:
+    for name, p in model.named_parameters():
         idx = tuple(rng.integers(0, n) for n in p.shape)
         old = p.data[idx]
         with nn.no_grad():
