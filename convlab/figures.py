@@ -248,7 +248,7 @@ def variable_size(path):
     from sklearn.datasets import load_sample_images
 
     image = load_sample_images().images[1].mean(axis=2)[::3, ::3] / 255  # 142 x 214
-    crops = [image[:60, :60], image[20:110, 40:190]]
+    crops = [image[35:95, 75:135], image[20:110, 40:190]]
     kernel = np.array([[[[1.0, 0.0, -1.0], [2.0, 0.0, -2.0], [1.0, 0.0, -1.0]]]])
     fig, axes = plt.subplots(2, 3, figsize=(8, 5))
     shapes = []
