@@ -3,6 +3,9 @@ equivariance of convolution to translation (and where stride breaks it), a strid
 convolution is a sampled one, invariance of max pooling to small shifts and of global
 pooling to every shift, maxout's invariance to permuting its pieces; and the guide's figure
 command with the numbers its pages quote."""
+import re
+from pathlib import Path
+
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -132,3 +135,15 @@ def test_figures_command(tmp_path):
     assert numbers["separable.png"]["max_difference_to_direct"] < 1e-12
     edge = numbers["edge_detection.png"]
     assert edge["conv_matrix_matches"] and edge["conv_matrix_nonzeros"] == 2 * edge["output"][0] * edge["output"][1]
+
+
+def test_guide_pages_link_to_files_that_exist():
+    guide = Path(__file__).resolve().parent.parent / "docs" / "chapter9"
+    pages = sorted(guide.glob("*.md"))
+    assert len([p for p in pages if re.match(r"\d\d-", p.name)]) == 10
+    index = (guide / "README.md").read_text()
+    for page in pages:
+        assert page.name == "README.md" or f"({page.name})" in index, page.name
+        for target in re.findall(r"\]\(([^)#]+)\)", page.read_text()):
+            if "://" not in target:
+                assert (page.parent / target).exists(), f"{page.name} links to missing {target}"
