@@ -95,7 +95,7 @@ def run(quick, out, seed):
         per_step, _ = _evaluate(net, XT, YT, steps)
         log.record(epoch=epoch, train_loss=float(np.mean(losses)), seconds=seconds,
                    **{f"test_mean_iou_step{t + 1}": s["mean_iou"] for t, s in enumerate(per_step)})
-    log.plot(out / "curve.png")
+    log.plot(out / "curve.png", keys=["train_loss"] + [f"test_mean_iou_step{t + 1}" for t in range(steps)])
 
     per_step, labels = _evaluate(net, XT, YT, show_steps)
     _figure(out / "scenes.png", XT, YT, labels[:steps], 4,
