@@ -32,16 +32,18 @@ def test_scenes_are_reproducible_and_labelled_by_their_items():
 
 @pytest.mark.parametrize("shape", [(12, 12), (17, 30)])
 def test_output_plane_equals_input_plane(shape):
-    net = S.RecurrentLabeller(hidden=4, steps=3)
+    net = S.RecurrentLabeller(width=2, hidden=4, steps=3)
     scores = net(nn.Tensor(np.zeros((2, 1) + shape, np.float32)))
     assert len(scores) == 3 and all(s.shape == (2, 11) + shape for s in scores)
     with pytest.raises(ValueError, match="odd"):
         S.RecurrentLabeller(kernel=4)
+    with pytest.raises(ValueError, match="feedback_kernel"):
+        S.RecurrentLabeller(feedback_kernel=2)
 
 
 def test_gradient_through_the_unrolled_steps():
     nn.manual_seed(0)
-    net = S.RecurrentLabeller(classes=3, hidden=3, kernel=3, feedback_kernel=3, steps=3).double()
+    net = S.RecurrentLabeller(classes=3, width=2, hidden=3, kernel=3, feedback_kernel=3, steps=3).double()
     rng = np.random.default_rng(0)
     x = rng.random((2, 1, 7, 6))
     y = rng.integers(3, size=(2, 7, 6))
@@ -65,6 +67,32 @@ def test_gradient_through_the_unrolled_steps():
             flat[i] = keep
             assert grad[i] == pytest.approx((up - down) / 2e-6, rel=1e-5, abs=1e-8), name
     assert np.abs(net.W.weight.grad).max() > 0
+
+
+def test_scores_of_a_confusion_matrix_counted_by_hand():
+    target = np.array([[0, 0, 1, 1], [2, 2, 2, 0]])
+    labels = np.array([[0, 1, 1, 1], [2, 0, 1, 0]])
+    counts = S.confusion(labels, target, 4)
+    assert counts.shape == (4, 4) and counts.sum() == 8
+    assert counts[0].tolist() == [2, 1, 0, 0] and counts[1].tolist() == [0, 2, 0, 0] and counts[2].tolist() == [1, 1, 1, 0]
+    r = S.scores(counts)
+    assert r["pixel_accuracy"] == pytest.approx(5 / 8)
+    assert r["item_pixel_accuracy"] == pytest.approx(3 / 5)
+    # recalls 2/3, 2/2, 1/3; label 3 occurs nowhere and is left out of the means
+    assert r["mean_class_accuracy"] == pytest.approx((2 / 3 + 1 + 1 / 3) / 3)
+    # IoU: background 2/(3+3-2), label 1 2/(2+4-2), label 2 1/(3+1-1)
+    assert r["mean_iou"] == pytest.approx((2 / 4 + 2 / 4 + 1 / 3) / 3)
+    with pytest.raises(ValueError, match="shape"):
+        S.confusion(labels[:1], target, 4)
+
+
+def test_prior_starts_from_the_class_frequencies():
+    net = S.RecurrentLabeller(classes=3, width=2, hidden=3)
+    net.set_prior([0.5, 0.25, 0.25])
+    with nn.no_grad():
+        net.V.weight.data[...] = 0  # the scores are then c alone
+        p = np.exp(net(nn.Tensor(np.zeros((1, 1, 8, 8), np.float32)))[0].data[0, :, 3, 3])
+    np.testing.assert_allclose(p / p.sum(), [0.5, 0.25, 0.25], rtol=1e-6)
 
 
 def test_quick_experiment_accuracy_rises_with_steps(tmp_path):
