@@ -126,3 +126,36 @@ def test_transposed_convolution_and_its_backward(algorithm):
     got = convlab.conv_transpose2d_backward(gy, x, w, algorithm=algorithm, **kw)
     for a, b in zip(got[:2], want[:2]):
         np.testing.assert_allclose(a, b, atol=1e-11)
+
+
+@pytest.mark.parametrize("algorithm", ["direct", "im2col"])
+def test_1x1_without_padding_is_a_product_on_the_input_itself(algorithm):
+    """A 1x1 kernel without padding runs as one batched product on the (N, C, H*W) views: the
+    only memory a pass allocates is its result (tracemalloc sees NumPy's buffers), so no copy
+    of the input is made with stride 1; with stride 2 the strided view (a quarter) is copied."""
+    import tracemalloc
+
+    from convlab.reference import pointwise
+
+    x, w = operands((4, 64, 16, 16), (32, 64, 1, 1))
+    gy = np.random.default_rng(1).standard_normal((4, 32, 16, 16))
+    args = args_of(x, w, {})
+    assert convlab.conv.ALGORITHMS[algorithm].prepare(x, w, args).run is pointwise
+    ref = naive_all(x[:1, :, :6, :5], w, gy[:1, :, :6, :5], {})
+    for stride, extra in ((1, 0), (2, x.nbytes // 4)):
+        out = gy[:, :, ::stride, ::stride].copy()
+        for run, result in ((lambda: convlab.conv2d(x, w, stride=stride, algorithm=algorithm), out.nbytes),
+                            (lambda: convlab.conv2d_backward(out, x, w, stride=stride, algorithm=algorithm,
+                                                             needs=(True, False, False))[0], x.nbytes),
+                            (lambda: convlab.conv2d_backward(out, x, w, stride=stride, algorithm=algorithm,
+                                                             needs=(False, True, False))[1], 4 * w.nbytes)):
+            tracemalloc.start()
+            run()
+            peak = tracemalloc.get_traced_memory()[1]
+            tracemalloc.stop()
+            assert peak <= result + extra + 64 * 1024, (stride, peak, result, extra)
+    # and the values: the loop oracle on a corner of the same operands
+    y = convlab.conv2d(x[:1, :, :6, :5], w, algorithm=algorithm)
+    gx, gw, _ = convlab.conv2d_backward(gy[:1, :, :6, :5], x[:1, :, :6, :5], w, algorithm=algorithm)
+    for a, b in zip((y, gx, gw), ref):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)

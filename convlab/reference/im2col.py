@@ -29,6 +29,7 @@ import numpy as np
 
 from .._backend import get_array_module
 from .._protocol import plain
+from . import pointwise
 from .groups import matmul, tap_weights
 from .phases import MIN_CHUNK, blocked, input_gradient, outputs, plan, split, spread_gradient, unblocked
 from .windows import add_tap, taps, windows
@@ -209,4 +210,5 @@ def supports(args):
 
 
 def prepare(x, w, args):
-    return plain(__name__, "im2col", x, w, args)
+    """A 1x1 kernel without padding has the input itself as its patch matrix: :mod:`.pointwise`."""
+    return plain(__name__, "im2col", x, w, args, run=pointwise if pointwise.serves(args) else None)
