@@ -59,15 +59,18 @@ def test_the_cost_model_counts_the_chunks_that_run(x_shape, w_shape, params, mon
         convlab.set_workspace_limit(old)
 
 
+@pytest.mark.parametrize("limit", [1, None])  # every chunk as small as it can be; one chunk per block
 @pytest.mark.parametrize("x_shape,w_shape,params", [((8, 4, 7, 7), (64, 4, 3, 3), dict(padding=1)),
                                                     ((8, 4, 7, 7), (6, 4, 3, 3), dict(padding=1)),
                                                     ((6, 4, 9, 9), (6, 2, 3, 3), dict(stride=2, groups=2)),
+                                                    ((6, 4, 9, 8), (64, 2, 3, 3), dict(stride=2, groups=2,
+                                                                                       padding=1, dilation=2)),
                                                     ((3, 2, 5, 40), (2, 2, 3, 3), dict(padding=(0, 2)))])
-def test_chunks_and_blocks_agree_with_the_oracle(x_shape, w_shape, params):
+def test_chunks_and_blocks_agree_with_the_oracle(x_shape, w_shape, params, limit):
     x, w = operands(x_shape, w_shape)
     gy = np.random.default_rng(3).standard_normal(convlab.conv2d(x, w, **params).shape)
     ref = naive_all(x, w, gy, params)
-    old = convlab.set_workspace_limit(1)  # every chunk as small as it can be
+    old = convlab.set_workspace_limit(limit or convlab.workspace_limit())
     try:
         for algorithm in ("direct", "im2col"):
             got = (convlab.conv2d(x, w, algorithm=algorithm, **params),) + \
