@@ -17,8 +17,10 @@ rather than sliding windows, so they loop over their output cells instead.
 """
 from __future__ import annotations
 
+import concurrent.futures
 import itertools
 import math
+import os
 
 import numpy as np
 
@@ -28,6 +30,8 @@ from .windows import cells, covers, tap_boxes, taps
 
 # Planes per chunk: a chunk's input and output stay in L2 while the taps pass over them.
 CACHE_BYTES = 1 << 20
+# Inputs this large are pooled on every core, a chunk per thread.
+PARALLEL_BYTES = 4 << 20
 
 # ufunc.at became a fast loop in NumPy 1.25 (before, it is many times slower than bincount).
 _FAST_UFUNC_AT = np.lib.NumpyVersion(np.__version__) >= "1.25.0"
@@ -61,9 +65,27 @@ def _chunks(planes, a, geom):
     return [(p0, min(planes, p0 + step)) for p0 in range(0, planes, step)]
 
 
-def _reduce(x, geom, op, identity, ordered=False):
+_threads = None
+
+
+def _each(fn, chunks, nbytes):
+    """``fn(p0, p1)`` for every chunk. The chunks write disjoint planes and NumPy's loops
+    release the GIL, so inputs over ``PARALLEL_BYTES`` use every core."""
+    global _threads
+    workers = os.cpu_count() or 1
+    if len(chunks) < 2 or workers < 2 or nbytes < PARALLEL_BYTES:
+        for chunk in chunks:
+            fn(*chunk)
+        return
+    if _threads is None:
+        _threads = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="convlab-pool")
+    list(_threads.map(lambda chunk: fn(*chunk), chunks))
+
+
+def _reduce(x, geom, op, identity, ordered=False, then=None):
     """``y[j] = op`` over the in-range cells of window ``j`` (``identity`` where there is none),
-    taps in row-major order when ``ordered`` (sums: the rounding of a float sum depends on it)."""
+    taps in row-major order when ``ordered`` (sums: the rounding of a float sum depends on it).
+    ``then(xc, yc, p0, p1)`` runs on each chunk of planes right after it, while it is in cache."""
     xp = get_array_module(x)
     xf = _planes(x, geom)
     y = xp.empty((xf.shape[0],) + geom.out_size, dtype=x.dtype)
@@ -71,7 +93,8 @@ def _reduce(x, geom, op, identity, ordered=False):
     first = next((t for t, box in enumerate(boxes) if covers(box, geom)), None)
     if ordered and first:
         first = None
-    for p0, p1 in _chunks(xf.shape[0], x, geom):
+
+    def chunk(p0, p1):
         xc, yc = xf[p0:p1], y[p0:p1]
         if first is None:
             yc.fill(identity)
@@ -81,6 +104,10 @@ def _reduce(x, geom, op, identity, ordered=False):
             if box is not None and t != first:
                 src, dst = box
                 op(yc[dst], xc[src], out=yc[dst])
+        if then is not None:
+            then(xc, yc, p0, p1)
+
+    _each(chunk, _chunks(xf.shape[0], x, geom), x.nbytes)
     return y.reshape(_lead(x, geom) + geom.out_size)
 
 
@@ -90,12 +117,15 @@ def _spread(gy, geom, per_tap=None):
     xp = get_array_module(gy)
     g = _planes(gy, geom)
     gx = xp.zeros((g.shape[0],) + geom.in_size, dtype=gy.dtype)
-    for p0, p1 in _chunks(g.shape[0], gy, geom):
+
+    def chunk(p0, p1):
         gc, gxc = g[p0:p1], gx[p0:p1]
         for t, box in enumerate(tap_boxes(geom)):
             if box is not None:
                 src, dst = box
                 gxc[src] += gc[dst] if per_tap is None else per_tap(t, p0, p1, dst)
+
+    _each(chunk, _chunks(g.shape[0], gy, geom), gx.nbytes)
     return gx.reshape(_lead(gy, geom) + geom.in_size)
 
 
@@ -125,31 +155,31 @@ def _first_inside(geom):
 
 def max_pool_argmax(x, geom):
     """``(Y, T)``: the max of each window and the flat tap index ``T`` (row-major over the
-    kernel) of its FIRST maximum (the first NaN where the window holds one, as ``Y`` is NaN
-    there). With ``Y`` known, the taps are visited last to first and each one that equals
-    ``Y`` overwrites ``T``, so the earliest wins: two passes per tap, a chunk of planes at a
-    time while its ``Y`` is in cache. Padding is never read; a window whose ``Y`` is ``-inf``
-    points to its first in-range tap."""
+    kernel; the smallest unsigned integer type that holds it) of its FIRST maximum (the first NaN where the window holds one, as ``Y`` is NaN
+    there). With a chunk's ``Y`` known (and still in cache), its taps are visited last to
+    first and each one that equals ``Y`` overwrites ``T``, so the earliest wins: two passes
+    per tap. Padding is never read; a window whose ``Y`` is ``-inf`` points to its first
+    in-range tap."""
     xp = get_array_module(x)
-    best = max_pool(x, geom)
-    nan = bool(xp.isnan(best).any())
-    xf, bf = _planes(x, geom), _planes(best, geom)
-    arg = xp.zeros(bf.shape, dtype=np.int64)
-    boxes = tuple(enumerate(tap_boxes(geom)))
-    for p0, p1 in _chunks(xf.shape[0], x, geom):
-        xc, bc, ac = xf[p0:p1], bf[p0:p1], arg[p0:p1]
-        for t, box in reversed(boxes):
-            if box is None:
-                continue
-            src, dst = box
-            hit = xc[src] == bc[dst]
+    # the smallest unsigned type that holds every tap: copying the index is a pass per tap
+    index_type = np.min_scalar_type(math.prod(geom.kernel) - 1)
+    arg = xp.zeros((math.prod(_lead(x, geom)),) + geom.out_size, dtype=index_type)
+    boxes = tuple((t, box) for t, box in enumerate(tap_boxes(geom)) if box is not None)[::-1]
+
+    def first_hits(xc, bc, p0, p1):
+        ac, nan = arg[p0:p1], bool(xp.isnan(bc).any())
+        hits = xp.empty(bc.shape, dtype=bool)
+        for t, (src, dst) in boxes:
+            hit = xp.equal(xc[src], bc[dst], out=hits[dst])
             if nan:
                 hit |= xp.isnan(xc[src])
             xp.copyto(ac[dst], t, where=hit)
+
+    best = _reduce(x, geom, xp.maximum, -np.inf, then=first_hits)
     arg = arg.reshape(best.shape)
     empty = best == -xp.inf
     if bool(empty.any()):
-        xp.copyto(arg, xp.broadcast_to(xp.asarray(_first_inside(geom)), best.shape), where=empty)
+        xp.copyto(arg, xp.broadcast_to(xp.asarray(_first_inside(geom), dtype=index_type), best.shape), where=empty)
     return best, arg
 
 
