@@ -156,26 +156,29 @@ def _first_inside(geom):
 def max_pool_argmax(x, geom):
     """``(Y, T)``: the max of each window and the flat tap index ``T`` (row-major over the
     kernel; the smallest unsigned integer type that holds it) of its FIRST maximum (the first NaN where the window holds one, as ``Y`` is NaN
-    there). With a chunk's ``Y`` known (and still in cache), its taps are visited last to
-    first and each one that equals ``Y`` overwrites ``T``, so the earliest wins: two passes
-    per tap. Padding is never read; a window whose ``Y`` is ``-inf`` points to its first
+    there). With a chunk's ``Y`` known (and still in cache), each window keeps the smallest
+    tap that equals ``Y``, so the earliest wins. Padding is never read; a window whose ``Y`` is ``-inf`` points to its first
     in-range tap."""
     xp = get_array_module(x)
-    # the smallest unsigned type that holds every tap: copying the index is a pass per tap
-    index_type = np.min_scalar_type(math.prod(geom.kernel) - 1)
+    # Each window keeps top - t of the first tap t that hits (the largest code): a maximum,
+    # several times faster than a masked copy. The smallest unsigned type holds the codes.
+    top = math.prod(geom.kernel) - 1
+    index_type = np.min_scalar_type(top)
     arg = xp.zeros((math.prod(_lead(x, geom)),) + geom.out_size, dtype=index_type)
-    boxes = tuple((t, box) for t, box in enumerate(tap_boxes(geom)) if box is not None)[::-1]
+    boxes = tuple((t, box) for t, box in enumerate(tap_boxes(geom)) if box is not None)
 
     def first_hits(xc, bc, p0, p1):
         ac, nan = arg[p0:p1], bool(xp.isnan(bc).any())
-        hits = xp.empty(bc.shape, dtype=bool)
+        hits, codes = xp.empty(bc.shape, dtype=bool), xp.empty(bc.shape, dtype=index_type)
         for t, (src, dst) in boxes:
             hit = xp.equal(xc[src], bc[dst], out=hits[dst])
             if nan:
                 hit |= xp.isnan(xc[src])
-            xp.copyto(ac[dst], t, where=hit)
+            code = xp.multiply(hit, index_type.type(top - t), out=codes[dst])
+            xp.maximum(ac[dst], code, out=ac[dst])
 
     best = _reduce(x, geom, xp.maximum, -np.inf, then=first_hits)
+    xp.subtract(index_type.type(top), arg, out=arg)
     arg = arg.reshape(best.shape)
     empty = best == -xp.inf
     if bool(empty.any()):
