@@ -1,8 +1,10 @@
 """Training steps of convlab.nn against PyTorch CPU (the same structure, the same weights).
 
-Two workloads, float32:
+Three workloads, float32:
 - ``fashion-cnn``: the CNN of :mod:`convlab.experiments.fashion_cnn` on a batch of 64
   1x28x28 images: forward, cross-entropy, backward, SGD step (momentum 0.9).
+- ``digits-cnn``: the same CNN on a batch of 64 1x8x8 images (the digits the experiments
+  fall back to): small enough that the per-call cost of every op dominates.
 - ``resnet-block``: a ResNet basic block ``relu(bn(conv3x3(relu(bn(conv3x3(x))))) + x)`` at
   64@56x56, N=8: forward, a fixed random projection of the output as the loss, backward.
 
@@ -80,6 +82,8 @@ def torch_block(torch, channels):
 WORKLOADS = {
     "fashion-cnn": dict(ours=lambda: fashion_model(width=16), peer=lambda torch: torch_fashion(torch, 16),
                         shape=(64, 1, 28, 28), small=(4, 1, 10, 10), classifier=True, rounds=10),
+    "digits-cnn": dict(ours=lambda: fashion_model(width=16), peer=lambda torch: torch_fashion(torch, 16),
+                       shape=(64, 1, 8, 8), small=(4, 1, 8, 8), classifier=True, rounds=50),
     "resnet-block": dict(ours=lambda: BasicBlock(64), peer=lambda torch: torch_block(torch, 64),
                          shape=(8, 64, 56, 56), small=(2, 64, 6, 6), classifier=False, rounds=5),
 }

@@ -11,6 +11,7 @@ and the output size is::
 """
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 from dataclasses import dataclass
@@ -57,6 +58,59 @@ class Geometry:
     def padded_size(self) -> tuple:
         """Size of the padded input the windows read: ``n + lo + hi`` plus any :attr:`overhang`."""
         return tuple(n + lo + hi + e for n, (lo, hi), e in zip(self.in_size, self.pad, self.overhang))
+
+
+# ----------------------------------------------------------------------------- memo
+
+_NOT_PLAIN = object()
+MEMO_SIZE = 4096
+
+
+def _plain_key(values):
+    """``values`` as a cache key when each is an exact int, str, ``None``, dtype, or a tuple of
+    ints or of int tuples (shapes, per-axis values, ``(lo, hi)`` pairs), with bools tagged
+    (``True == 1`` would otherwise let ``ceil_mode=1`` pass as ``True``); else ``_NOT_PLAIN``
+    (floats, lists, NumPy scalars: parsed every time)."""
+    tagged = False
+    for v in values:
+        t = type(v)
+        if t is int or v is None or t is str:
+            continue
+        if t is tuple:
+            for e in v:
+                if type(e) is not int and not (type(e) is tuple and all(type(f) is int for f in e)):
+                    return _NOT_PLAIN
+        elif t is bool:
+            tagged = True
+        elif not isinstance(v, np.dtype):
+            return _NOT_PLAIN
+    return tuple((bool, v) if type(v) is bool else v for v in values) if tagged else values
+
+
+def memo(fn):
+    """``fn`` remembered by the exact values of its (positional) arguments: parsing and
+    validating depend on shapes and parameters alone, so a call with the arguments of an
+    earlier one returns its (frozen) result. Arguments that are not plain values
+    (:func:`_plain_key`) are parsed every time; errors are never remembered."""
+    cache = {}
+
+    @functools.wraps(fn)
+    def remembered(*values, **named):
+        key = _NOT_PLAIN if named else _plain_key(values)
+        if key is _NOT_PLAIN:
+            return fn(*values, **named)
+        try:
+            return cache[key]
+        except KeyError:
+            pass
+        result = fn(*values)
+        if len(cache) >= MEMO_SIZE:
+            cache.clear()
+        cache[key] = result
+        return result
+
+    remembered.cache_clear = cache.clear
+    return remembered
 
 
 # ----------------------------------------------------------------------------- scalars
@@ -262,6 +316,7 @@ def conv_args(x, w, b, stride, padding, dilation, groups, nd: int) -> ConvArgs:
     return args
 
 
+@memo
 def conv_shape_args(x_shape, w_shape, stride, padding, dilation, groups, nd: int, dtype=None) -> ConvArgs:
     """The shape checks and geometry of :func:`conv_args`, from shapes (and a dtype) alone."""
     if len(x_shape) != nd + 2:
@@ -433,6 +488,12 @@ def pool_args(x, kernel_size, stride, padding, dilation, ceil_mode, nd: int) -> 
     """
     check_array(x, "x")
     check_ndim(x, nd, "x")
+    return pool_geometry(tuple(x.shape[2:]), kernel_size, stride, padding, dilation, ceil_mode, nd)
+
+
+@memo
+def pool_geometry(in_size, kernel_size, stride, padding, dilation, ceil_mode, nd: int) -> Geometry:
+    """The shape checks and geometry of :func:`pool_args`, from the spatial size alone."""
     kernel = ntuple(kernel_size, nd, "kernel_size", minimum=1)
     stride = kernel if stride is None else ntuple(stride, nd, "stride", minimum=1)
     dilation = ntuple(dilation, nd, "dilation", minimum=1)
@@ -441,7 +502,7 @@ def pool_args(x, kernel_size, stride, padding, dilation, ceil_mode, nd: int) -> 
         raise ValueError(f"padding {pad} (as (lo, hi) per dim) must be at most half of kernel_size {kernel} "
                          "on each side")
     ceil_mode = boolean(ceil_mode, "ceil_mode")
-    return make_geometry(tuple(int(v) for v in x.shape[2:]), kernel, stride, dilation, pad, ceil_mode=ceil_mode)
+    return make_geometry(tuple(int(v) for v in in_size), kernel, stride, dilation, pad, ceil_mode=ceil_mode)
 
 
 def lp_norm(p) -> float:

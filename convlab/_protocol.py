@@ -64,11 +64,11 @@ def dtype_of(x, w, args):
     return np.dtype(args.dtype or np.float64)
 
 
-def plain(module_name, name, x, w, args, note=""):
-    """The algorithm module ``module_name`` itself, prepared as ``name``: for algorithms that
-    need no look at the operands."""
+def plain(module_name, name, x, w, args, note="", run=None):
+    """The algorithm module ``module_name`` itself (or ``run``, a module serving these shapes
+    for it), prepared as ``name``: for algorithms that need no look at the operands."""
     module = sys.modules[module_name]
-    return module.supports(args) or Prepared(name, args, dtype_of(x, w, args), module, note)
+    return module.supports(args) or Prepared(name, args, dtype_of(x, w, args), run or module, note)
 
 
 def all_finite(*arrays):

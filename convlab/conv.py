@@ -37,7 +37,7 @@ def _prepare(name, args, x, w):
     if not isinstance(name, str):
         raise TypeError(f"algorithm must be a string, one of {CHOICES}, got {name!r}")
     if name == "auto":
-        return _choose(args, x, w).prepared
+        return _pick(args, x, w)[0]
     if name not in ALGORITHMS:
         raise ValueError(f"unknown algorithm {name!r}; expected one of {CHOICES}")
     return ready(ALGORITHMS[name].prepare(x, w, args))
@@ -87,10 +87,11 @@ def _ranked_with(args, dtype, constants, limit):
     return tuple(sorted(costs, key=lambda c: c[0]))
 
 
-def _choose(args, x=None, w=None) -> Choice:
-    """What ``"auto"`` runs on operands ``x`` and ``w`` (see :func:`_prepare`; ``None`` when
-    only the shape is known): the measured choice for these shapes when there is one and it
-    can serve the operands, else the prepared algorithm of least predicted cost.
+def _pick(args, x=None, w=None):
+    """``(prepared, costs, notes)``: what ``"auto"`` runs on operands ``x`` and ``w`` (see
+    :func:`_prepare`; ``None`` when only the shape is known), the predicted seconds of the
+    candidates looked at, and what their ``prepare`` said; ``costs`` is ``None`` for a
+    measured choice (:func:`choose_algorithm`), which is used when it can serve the operands.
 
     Candidates are prepared cheapest estimate first, and the search stops at the first
     estimate that cannot beat the best prepared cost (preparing does not lower a cost: it
@@ -98,11 +99,12 @@ def _choose(args, x=None, w=None) -> Choice:
     algorithms that may win. A candidate that cannot serve the operands, or hands them to
     another algorithm, drops out. Never fails: "direct" serves everything."""
     dtype = dtype_of(x, w, args)
-    measured = _measured.get(_key(args, dtype))
-    if measured is not None:
-        prepared = ALGORITHMS[measured.algorithm].prepare(x, w, args)
-        if not isinstance(prepared, str) and prepared.name == measured.algorithm:
-            return dataclasses.replace(measured, prepared=prepared)
+    if _measured:
+        measured = _measured.get(_key(args, dtype))
+        if measured is not None:
+            prepared = ALGORITHMS[measured.algorithm].prepare(x, w, args)
+            if not isinstance(prepared, str) and prepared.name == measured.algorithm:
+                return prepared, None, [measured.reason]
     ranked = _ranked(args, dtype)
     costs = {name: estimate for estimate, name in ranked if math.isfinite(estimate)}
     best, notes = None, []
@@ -118,6 +120,14 @@ def _choose(args, x=None, w=None) -> Choice:
         notes += [prepared.note] if prepared.note else []
         if best is None or costs[name] < costs[best.name]:
             best = prepared
+    return best, costs, notes
+
+
+def _choose(args, x=None, w=None) -> Choice:
+    """:func:`_pick`'s choice as a :class:`Choice`, with the ranking it was made from."""
+    best, costs, notes = _pick(args, x, w)
+    if costs is None:
+        return Choice(best.name, notes[0], best)
     ranking = " < ".join(f"{name} {costs[name] * 1e3:.3g} ms" for name in sorted(costs, key=costs.get))
     return Choice(best.name, "predicted " + ranking + (f" ({'; '.join(notes)})" if notes else ""), best)
 

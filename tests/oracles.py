@@ -36,6 +36,12 @@ CASES = [
     ("3d-s2-d2-g2", (2, 4, 7, 6, 7), (2, 2, 3, 2, 3), dict(stride=2, dilation=(2, 1, 1), groups=2)),
     ("3d-same-d121-g2", (2, 4, 4, 5, 3), (4, 2, 3, 2, 2), dict(padding="same", dilation=(1, 2, 1), groups=2)),
     ("3d-3x3x3-p1", (1, 2, 6, 5, 7), (3, 2, 3, 3, 3), dict(padding=1)),
+    # 1x1 kernels: a batched product on the input's own planes, or on a strided view
+    ("2d-1x1", (2, 6, 5, 4), (4, 6, 1, 1), dict()),
+    ("2d-1x1-s23-g2-d3", (3, 4, 7, 8), (6, 2, 1, 1), dict(stride=(2, 3), groups=2, dilation=3)),
+    ("2d-1x1-p1", (1, 3, 4, 5), (2, 3, 1, 1), dict(padding=1)),
+    ("1d-1x1-depthwise-s2", (2, 3, 9), (3, 1, 1), dict(groups=3, stride=2)),
+    ("3d-1x1-s2", (1, 2, 5, 4, 3), (3, 2, 1, 1, 1), dict(stride=2)),
 ]
 IDS = [c[0] for c in CASES]
 
@@ -53,6 +59,7 @@ GRAD_CASES = [
     ("2d-s21-pairs-g2", (1, 4, 6, 5), (2, 2, 3, 2), dict(stride=(2, 1), padding=((1, 0), (2, 1)), groups=2)),
     ("3d-s121-d112", (1, 1, 4, 3, 5), (2, 1, 2, 2, 2), dict(stride=(1, 2, 1), dilation=(1, 1, 2), padding=1)),
     ("3d-d121-p1", (1, 1, 4, 4, 3), (1, 1, 2, 2, 3), dict(dilation=(1, 2, 1), padding=1)),
+    ("2d-1x1-s2-g2", (2, 4, 5, 4), (2, 2, 1, 1), dict(stride=2, groups=2)),
 ]
 GRAD_IDS = [c[0] for c in GRAD_CASES]
 

@@ -59,15 +59,18 @@ def test_the_cost_model_counts_the_chunks_that_run(x_shape, w_shape, params, mon
         convlab.set_workspace_limit(old)
 
 
+@pytest.mark.parametrize("limit", [1, None])  # every chunk as small as it can be; one chunk per block
 @pytest.mark.parametrize("x_shape,w_shape,params", [((8, 4, 7, 7), (64, 4, 3, 3), dict(padding=1)),
                                                     ((8, 4, 7, 7), (6, 4, 3, 3), dict(padding=1)),
                                                     ((6, 4, 9, 9), (6, 2, 3, 3), dict(stride=2, groups=2)),
+                                                    ((6, 4, 9, 8), (64, 2, 3, 3), dict(stride=2, groups=2,
+                                                                                       padding=1, dilation=2)),
                                                     ((3, 2, 5, 40), (2, 2, 3, 3), dict(padding=(0, 2)))])
-def test_chunks_and_blocks_agree_with_the_oracle(x_shape, w_shape, params):
+def test_chunks_and_blocks_agree_with_the_oracle(x_shape, w_shape, params, limit):
     x, w = operands(x_shape, w_shape)
     gy = np.random.default_rng(3).standard_normal(convlab.conv2d(x, w, **params).shape)
     ref = naive_all(x, w, gy, params)
-    old = convlab.set_workspace_limit(1)  # every chunk as small as it can be
+    old = convlab.set_workspace_limit(limit or convlab.workspace_limit())
     try:
         for algorithm in ("direct", "im2col"):
             got = (convlab.conv2d(x, w, algorithm=algorithm, **params),) + \
@@ -126,3 +129,36 @@ def test_transposed_convolution_and_its_backward(algorithm):
     got = convlab.conv_transpose2d_backward(gy, x, w, algorithm=algorithm, **kw)
     for a, b in zip(got[:2], want[:2]):
         np.testing.assert_allclose(a, b, atol=1e-11)
+
+
+@pytest.mark.parametrize("algorithm", ["direct", "im2col"])
+def test_1x1_without_padding_is_a_product_on_the_input_itself(algorithm):
+    """A 1x1 kernel without padding runs as one batched product on the (N, C, H*W) views: the
+    only memory a pass allocates is its result (tracemalloc sees NumPy's buffers), so no copy
+    of the input is made with stride 1; with stride 2 the strided view (a quarter) is copied."""
+    import tracemalloc
+
+    from convlab.reference import pointwise
+
+    x, w = operands((4, 64, 16, 16), (32, 64, 1, 1))
+    gy = np.random.default_rng(1).standard_normal((4, 32, 16, 16))
+    args = args_of(x, w, {})
+    assert convlab.conv.ALGORITHMS[algorithm].prepare(x, w, args).run is pointwise
+    ref = naive_all(x[:1, :, :6, :5], w, gy[:1, :, :6, :5], {})
+    for stride, extra in ((1, 0), (2, x.nbytes // 4)):
+        out = gy[:, :, ::stride, ::stride].copy()
+        for run, result in ((lambda: convlab.conv2d(x, w, stride=stride, algorithm=algorithm), out.nbytes),
+                            (lambda: convlab.conv2d_backward(out, x, w, stride=stride, algorithm=algorithm,
+                                                             needs=(True, False, False))[0], x.nbytes),
+                            (lambda: convlab.conv2d_backward(out, x, w, stride=stride, algorithm=algorithm,
+                                                             needs=(False, True, False))[1], 4 * w.nbytes)):
+            tracemalloc.start()
+            run()
+            peak = tracemalloc.get_traced_memory()[1]
+            tracemalloc.stop()
+            assert peak <= result + extra + 64 * 1024, (stride, peak, result, extra)
+    # and the values: the loop oracle on a corner of the same operands
+    y = convlab.conv2d(x[:1, :, :6, :5], w, algorithm=algorithm)
+    gx, gw, _ = convlab.conv2d_backward(gy[:1, :, :6, :5], x[:1, :, :6, :5], w, algorithm=algorithm)
+    for a, b in zip((y, gx, gw), ref):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from .._backend import get_array_module
 from .._protocol import all_finite, plain
+from . import pointwise
 from .groups import matmul, tap_weights
 from .phases import clear, cropped, input_gradient, outputs, plan, split, spread_gradient
 
@@ -95,5 +96,6 @@ def supports(args):
 
 def prepare(x, w, args, note=""):
     """Direct sums look at nothing: NaN and infinity stay inside the windows that read them,
-    so the algorithms that mix a window with its neighbours hand such operands here."""
-    return plain(__name__, "direct", x, w, args, note)
+    so the algorithms that mix a window with its neighbours hand such operands here. A 1x1
+    kernel without padding is one tap: the batched product of :mod:`.pointwise`."""
+    return plain(__name__, "direct", x, w, args, note, run=pointwise if pointwise.serves(args) else None)

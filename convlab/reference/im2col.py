@@ -23,12 +23,14 @@ the output and its gradient to the columns; the passes are written once against 
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
 
-from .._backend import get_array_module
+from .._backend import get_array_module, workspace_limit
 from .._protocol import all_finite, plain
+from . import pointwise
 from .groups import matmul, tap_weights
 from .phases import (MIN_CHUNK, blocked, clear, cropped, input_gradient, outputs, plan, split, spread_gradient,
                      unblocked)
@@ -80,13 +82,21 @@ def exact_columns(args, p):
 
 def column_plan(args, itemsize):
     """The plan of all three passes (chunks whose patch stays in cache) and the exact column
-    index (NumPy, see :func:`exact_columns`) or ``None``."""
+    index (NumPy, read-only, see :func:`exact_columns`) or ``None``; made once per shapes."""
+    return _column_plan(args, itemsize, workspace_limit())
+
+
+@functools.lru_cache(maxsize=256)
+def _column_plan(args, itemsize, limit):
     rows = args.in_channels * math.prod(args.geom.kernel)
     # Each tap's copy moves C_g rows: enough columns that a copy is not all call overhead.
     wide = max(MIN_CHUNK, COPY_ELEMENTS // max(1, args.in_channels // args.groups))
     p = plan(args, rows * itemsize, wide)
     idx = exact_columns(args, p)
-    return (p, None) if idx is None else (p.counting(idx.size), idx)
+    if idx is None:
+        return p, None
+    idx.flags.writeable = False  # shared by every call with these shapes
+    return p.counting(idx.size), idx
 
 
 class Ranges:
@@ -229,4 +239,5 @@ def supports(args):
 
 
 def prepare(x, w, args):
-    return plain(__name__, "im2col", x, w, args)
+    """A 1x1 kernel without padding has the input itself as its patch matrix: :mod:`.pointwise`."""
+    return plain(__name__, "im2col", x, w, args, run=pointwise if pointwise.serves(args) else None)

@@ -21,6 +21,7 @@ Stride 1 without padding needs no copy at all: the input is its own phase.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from dataclasses import dataclass
 
@@ -55,6 +56,7 @@ class PhaseLayout:
         return max(p for p, _ in self.taps) + 1
 
 
+@functools.lru_cache(maxsize=1024)
 def phase_layout(geom) -> PhaseLayout:
     grid = tuple(-(-p // s) for p, s in zip(geom.padded_size, geom.stride))
     gstride = tuple(math.prod(grid[a + 1:]) for a in range(geom.nd))
@@ -187,14 +189,20 @@ class Plan:
 def plan(args, bytes_per_column=1, min_columns=MIN_CHUNK) -> Plan:
     """The plan of a pass whose chunk buffers take ``bytes_per_column``: chunks of about
     ``CACHE_BYTES`` (at least ``min_columns``, so that each library call has enough work),
-    never over the workspace limit; every column from a block's first output to its last."""
+    never over the workspace limit; every column from a block's first output to its last.
+    Made once per shapes and limit (it depends on nothing else)."""
+    return _plan(args, bytes_per_column, min_columns, workspace_limit())
+
+
+@functools.lru_cache(maxsize=1024)
+def _plan(args, bytes_per_column, min_columns, limit) -> Plan:
     bytes_per_column = max(1, bytes_per_column)
     layout = phase_layout(args.geom)
     want = -(-MIN_COLUMNS // layout.plane)
     n = args.batch
     samples = next((d for d in range(min(want, n), n + 1) if d and n % d == 0), 1)  # a divisor of N
     step = max(min_columns, CACHE_BYTES // bytes_per_column)
-    step = max(1, min(step, workspace_limit() // bytes_per_column))
+    step = max(1, min(step, limit // bytes_per_column))
     columns = (samples - 1) * layout.plane + layout.span
     return Plan(args, layout, n // samples, samples, step, columns)
 

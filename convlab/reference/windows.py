@@ -17,6 +17,7 @@ The same windows read through the stride phases of the padded input are :mod:`.p
 """
 from __future__ import annotations
 
+import functools
 import itertools
 
 import numpy as np
@@ -78,6 +79,36 @@ def tap_view(xpad, tap, geom):
 def add_tap(gpad, values, tap, geom):
     """Adjoint of :func:`tap_view`: ``gpad[..., j*s + m*d] += values[..., j]`` in place."""
     gpad[tap_index(tap, geom)] += values
+
+
+@functools.lru_cache(maxsize=256)
+def tap_boxes(geom):
+    """Tap ``m``'s reads without padding: one ``(cells, outputs)`` pair of indices per tap
+    (row-major), or ``None`` for a tap that reads only padding. Along each axis the outputs
+    whose tap reads an input cell, ``0 <= j*s + m*d - lo < n``, are a range ``j0 <= j < j1``
+    and read cells ``i0, i0 + s, ...``: so ``x[cells]`` and ``y[outputs]`` have one shape, and
+    ``y[outputs] op= x[cells]`` applies the tap to every window with no padded copy of ``x``
+    (the padding's cells are skipped, as if they held the identity of ``op``)."""
+    boxes = []
+    for tap in taps(geom):
+        src, dst = [], []
+        for m, n, s, d, (lo, _), o in zip(tap, geom.in_size, geom.stride, geom.dilation, geom.pad, geom.out_size):
+            c = m * d - lo  # the cell output 0 reads
+            j0, j1 = max(0, -(-(-c) // s)), min(o, (n - 1 - c) // s + 1)
+            if j1 <= j0:
+                break
+            src.append(slice(j0 * s + c, (j1 - 1) * s + c + 1, s))
+            dst.append(slice(j0, j1))
+        else:
+            boxes.append(((Ellipsis,) + tuple(src), (Ellipsis,) + tuple(dst)))
+            continue
+        boxes.append(None)
+    return tuple(boxes)
+
+
+def covers(box, geom):
+    """Whether a tap's box reaches every output (its tap reads no padding anywhere)."""
+    return box is not None and all(sl.start == 0 and sl.stop == o for sl, o in zip(box[1][1:], geom.out_size))
 
 
 def fold(grad_windows, geom, lead_shape):
