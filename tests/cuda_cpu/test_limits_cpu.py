@@ -69,17 +69,20 @@ def test_pooling_is_not_limited_by_the_window_product(dry):
 
 
 def test_limits_that_remain(dry):
-    """im2col's cols, and any tensor, must stay under 2**31 elements (ValueError before a launch)."""
+    """im2col's cols, and any tensor, must stay under 2**31 elements: ValueError before any launch,
+    so null pointers are never touched (as tests/gpu checks on a device)."""
     geom = make_geometry((224, 224), (3, 3), (1, 1), (1, 1), ((1, 1), (1, 1)))
     with pytest.raises(ValueError, match="cols"):
-        dry.C.im2col(0, "float32", SPLIT, 0, 8, 8, window_shape(128 * 64, geom))
+        dry.C.im2col(0, "float32", SPLIT, 0, 0, 0, window_shape(128 * 64, geom))
     big = make_geometry((46341, 46341), (1, 1), (1, 1), (1, 1), ((0, 0), (0, 0)))
     with pytest.raises(ValueError, match="2\\*\\*31"):
-        dry.C.pool2d_forward("avg", 0, "float32", SPLIT, 0, 8, 8, 0, window_shape(1, big))
+        dry.C.pool2d_forward("avg", 0, "float32", SPLIT, 0, 0, 0, 0, window_shape(1, big))
     out_big = make_geometry((1, 1), (1, 1), (1, 1), (1, 1), ((23171, 23171), (23171, 23171)))  # y: 46343**2
     with pytest.raises(ValueError, match="y has"):
-        dry.C.pool2d_forward("avg", 0, "float32", SPLIT, 0, 8, 8, 0, window_shape(1, out_big))
+        dry.C.pool2d_forward("avg", 0, "float32", SPLIT, 0, 0, 0, 0, window_shape(1, out_big))
     args = conv_shape_args((1, 2**31 - 5, 1, 1), (1, 2**31 - 5, 1, 1), 1, 0, 1, 1, 2)
     with pytest.raises(ValueError, match="2\\*\\*31"):
         dry.C.conv2d_workspace("grad_weight", 0, "float32", SPLIT, conv_shape(args))
+    with pytest.raises(ValueError, match="2\\*\\*31"):
+        dry.C.conv2d("grad_weight", 0, "float32", SPLIT, 0, 0, 0, 0, 0, 0, conv_shape(args))
     assert dry.log() == []
