@@ -45,7 +45,8 @@ def test_suite_selection_passes_under_address_and_undefined_behaviour_sanitizers
     env = dict(os.environ, CONVLAB_CUDA_CPU_FLAVOR="sanitize", LD_PRELOAD=sanitizer_runtime_preload(),
                ASAN_OPTIONS="detect_leaks=0:abort_on_error=1", UBSAN_OPTIONS="print_stacktrace=1")
     files = sorted(str(p) for p in HERE.glob("test_*_cpu.py") if p.name != Path(__file__).name)
-    cmd = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *files, "-k", " or ".join(SANITIZED)]
+    # -s: a sanitizer's report goes to stderr, which pytest's capture would lose when the child aborts
+    cmd = [sys.executable, "-m", "pytest", "-q", "-x", "-s", "-p", "no:cacheprovider", *files, "-k", " or ".join(SANITIZED)]
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
     out = r.stdout + r.stderr
     assert "ERROR: AddressSanitizer" not in out and "runtime error:" not in out, out[-6000:]
