@@ -2,7 +2,6 @@
 // Arrays travel as raw device pointers (cupy's .data.ptr), shapes as tuples of ints. Every
 // kernel call releases the GIL; C++ exceptions become ValueError (std::invalid_argument) or
 // RuntimeError (std::runtime_error, with CUDA's error text).
-#include <cuda_runtime_api.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
@@ -11,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "convlab.h"
+#include "common.cuh"  // check_cuda, and convlab.h
 
 namespace py = pybind11;
 using namespace convlab;
@@ -47,20 +46,13 @@ Window2dShape window_shape(const std::vector<long long>& v) {
   return {d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7], d[8], d[9], d[10], d[11], d[12], d[13], d[14]};
 }
 
-void check(cudaError_t err, const char* what) {
-  if (err != cudaSuccess) {
-    cudaGetLastError();
-    throw std::runtime_error(std::string(what) + " failed: " + cudaGetErrorName(err) + ": " + cudaGetErrorString(err));
-  }
-}
-
 py::list devices() {
   int n = 0;
-  check(cudaGetDeviceCount(&n), "cudaGetDeviceCount");
+  check_cuda(cudaGetDeviceCount(&n), "cudaGetDeviceCount");
   py::list out;
   for (int i = 0; i < n; ++i) {
     cudaDeviceProp p;
-    check(cudaGetDeviceProperties(&p, i), "cudaGetDeviceProperties");
+    check_cuda(cudaGetDeviceProperties(&p, i), "cudaGetDeviceProperties");
     py::dict d;
     d["name"] = std::string(p.name);
     d["compute_capability"] = py::make_tuple(p.major, p.minor);

@@ -14,6 +14,7 @@
 //
 // Then: the kernels, the launchers, one dispatch.
 #include "common.cuh"
+#include "window.cuh"
 
 namespace convlab {
 namespace {
@@ -25,8 +26,9 @@ __global__ void im2col_v1(Window2dShape s, const T* __restrict__ x, T* __restric
   const int taps = s.kh * s.kw, l = s.oh * s.ow;
   CONVLAB_FOR(i, (long long)s.planes * taps * l) {
     const int j = i % l, t = (i / l) % taps, plane = i / (l * taps);
-    const int iy = (j / s.ow) * s.sh + (t / s.kw) * s.dh - s.ph, ix = (j % s.ow) * s.sw + (t % s.kw) * s.dw - s.pw;
-    cols[i] = (iy >= 0 && iy < s.h && ix >= 0 && ix < s.w) ? x[(plane * s.h + iy) * s.w + ix] : T(0);
+    const Axis ay = y_axis(s), ax = x_axis(s);
+    const int iy = ay.cell(j / s.ow, t / s.kw), ix = ax.cell(j % s.ow, t % s.kw);
+    cols[i] = (ay.inside(iy) && ax.inside(ix)) ? x[(plane * s.h + iy) * s.w + ix] : T(0);
   }
 }
 
@@ -36,14 +38,14 @@ __global__ void col2im_v1(Window2dShape s, const T* __restrict__ cols, T* __rest
   CONVLAB_FOR(i, (long long)s.planes * s.h * s.w) {
     const int ix = i % s.w, iy = (i / s.w) % s.h, plane = i / (s.w * s.h);
     const T* cp = cols + plane * taps * l;
+    const Axis ay = y_axis(s), ax = x_axis(s);
     T acc = 0;
     for (int ky = 0; ky < s.kh; ++ky) {
-      const int ty = iy + s.ph - ky * s.dh;  // oy*sh when tap ky of window row oy reads row iy
-      if (ty < 0 || ty % s.sh || ty / s.sh >= s.oh) continue;
+      const int oy = ay.output(iy, ky);
+      if (oy < 0) continue;
       for (int kx = 0; kx < s.kw; ++kx) {
-        const int tx = ix + s.pw - kx * s.dw;
-        if (tx < 0 || tx % s.sw || tx / s.sw >= s.ow) continue;
-        acc += cp[(ky * s.kw + kx) * l + (ty / s.sh) * s.ow + tx / s.sw];
+        const int ox = ax.output(ix, kx);
+        if (ox >= 0) acc += cp[(ky * s.kw + kx) * l + oy * s.ow + ox];
       }
     }
     x[i] = acc;

@@ -1,7 +1,8 @@
 // pool2d.cu -- 2-D pooling (the book's section 9.3) over `planes` = N*C independent (H, W)
 // planes, forward and backward, for max, average and L^p pooling.
 //
-// Window (oy, ox) covers the cells (oy*sh - ph + ky*dh, ox*sw - pw + kx*dw), ky < KH, kx < KW.
+// Window (oy, ox) covers the cells (oy*sh - ph + ky*dh, ox*sw - pw + kx*dw), ky < KH, kx < KW
+// (window.cuh maps windows to cells and back).
 // Cells outside the input are padding: max ignores them, avg and lp count them as zeros.
 //   max  y = the window's maximum (the first in row-major window order; a NaN wins), with
 //        index = iy*W + ix of that cell (-1 for a window without input cells)
@@ -20,14 +21,15 @@
 //       (ky, kx) for a window that reaches the cell.
 //   v2  Fewer instructions per byte. Forward: a thread computes 4 outputs down a column
 //       (index math paid once, 4 windows in flight, warps still read consecutive columns).
-//       Backward: the covering windows come from closed-form row and column ranges, with no
-//       per-tap division.
+//       Backward: the covering windows come from closed-form row and column ranges
+//       (Axis::covering), with no per-tap division.
 // Dispatch (version 0): v2.
 //
 // Then: the per-window math shared by both versions, the kernels, the launchers, one dispatch.
 #include <cmath>
 
 #include "common.cuh"
+#include "window.cuh"
 
 namespace convlab {
 namespace {
@@ -64,14 +66,15 @@ __device__ inline T abs_pow(T v, T p) {
 template <typename T, int MODE>
 __device__ inline T pool_window(const Window2dShape& s, const Params& a, const T* __restrict__ x, int oy, int ox,
                                 int& arg) {
+  const Axis ay = y_axis(s), ax = x_axis(s);
   T acc = MODE == MAX ? -INFINITY : T(0);
   arg = -1;
   for (int ky = 0; ky < s.kh; ++ky) {
-    const int iy = oy * s.sh - s.ph + ky * s.dh;
-    if (iy < 0 || iy >= s.h) continue;
+    const int iy = ay.cell(oy, ky);
+    if (!ay.inside(iy)) continue;
     for (int kx = 0; kx < s.kw; ++kx) {
-      const int ix = ox * s.sw - s.pw + kx * s.dw;
-      if (ix < 0 || ix >= s.w) continue;
+      const int ix = ax.cell(ox, kx);
+      if (!ax.inside(ix)) continue;
       const T v = x[iy * s.w + ix];
       if (MODE == MAX) {
         if (arg < 0 || v > acc || (isnan(v) && !isnan(acc))) acc = v, arg = iy * s.w + ix;
@@ -123,14 +126,15 @@ __global__ void backward_v1(Window2dShape s, Params a, const T* __restrict__ gy,
   CONVLAB_FOR(i, (long long)s.planes * s.h * s.w) {
     const int ix = i % s.w, iy = (i / s.w) % s.h, plane = i / (s.w * s.h);
     const int po = plane * s.oh * s.ow;
+    const Axis ay = y_axis(s), ax = x_axis(s);
     T acc = 0;
     for (int ky = 0; ky < s.kh; ++ky) {
-      const int ty = iy + s.ph - ky * s.dh;  // oy*sh when tap ky of window row oy is row iy
-      if (ty < 0 || ty % s.sh || ty / s.sh >= s.oh) continue;
+      const int oy = ay.output(iy, ky);
+      if (oy < 0) continue;
       for (int kx = 0; kx < s.kw; ++kx) {
-        const int tx = ix + s.pw - kx * s.dw;
-        if (tx < 0 || tx % s.sw || tx / s.sw >= s.ow) continue;
-        acc += window_grad<T, MODE>(s, a, gy + po, y + po, index + po, ty / s.sh, tx / s.sw, iy * s.w + ix);
+        const int ox = ax.output(ix, kx);
+        if (ox < 0) continue;
+        acc += window_grad<T, MODE>(s, a, gy + po, y + po, index + po, oy, ox, iy * s.w + ix);
       }
     }
     gx[i] = finish<T, MODE>(a, acc, MODE == LP ? x[i] : T(0));
@@ -166,16 +170,15 @@ __global__ void backward_v2(Window2dShape s, Params a, const T* __restrict__ gy,
   CONVLAB_FOR(i, (long long)s.planes * s.h * s.w) {
     const int ix = i % s.w, iy = (i / s.w) % s.h, plane = i / (s.w * s.h);
     const int po = plane * s.oh * s.ow;
-    // Window row oy covers row iy when 0 <= iy + ph - oy*sh <= (kh-1)*dh, on a tap when dh divides it.
-    const int oy_lo = max(0, ceil_div_signed(iy + s.ph - (s.kh - 1) * s.dh, s.sh));
-    const int oy_hi = min(s.oh - 1, floor_div(iy + s.ph, s.sh));
-    const int ox_lo = max(0, ceil_div_signed(ix + s.pw - (s.kw - 1) * s.dw, s.sw));
-    const int ox_hi = min(s.ow - 1, floor_div(ix + s.pw, s.sw));
+    const Axis ay = y_axis(s), ax = x_axis(s);
+    int oy_lo, oy_hi, ox_lo, ox_hi;
+    ay.covering(iy, s.kh, oy_lo, oy_hi);
+    ax.covering(ix, s.kw, ox_lo, ox_hi);
     T acc = 0;
     for (int oy = oy_lo; oy <= oy_hi; ++oy) {
-      if (s.dh > 1 && (iy + s.ph - oy * s.sh) % s.dh) continue;
+      if (!ay.reads(iy, oy)) continue;
       for (int ox = ox_lo; ox <= ox_hi; ++ox) {
-        if (s.dw > 1 && (ix + s.pw - ox * s.sw) % s.dw) continue;
+        if (!ax.reads(ix, ox)) continue;
         acc += window_grad<T, MODE>(s, a, gy + po, y + po, index + po, oy, ox, iy * s.w + ix);
       }
     }

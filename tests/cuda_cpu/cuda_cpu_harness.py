@@ -26,11 +26,11 @@ DEVICES = b"132,1,132:2"
 DTYPES = [np.float32, np.float64]
 
 
-def require_build(flavor: str = "plain"):
-    """Build (cached) and load ``_C`` for the CPU; skip with the reason when this machine cannot
-    (a failure instead when CONVLAB_REQUIRE_CUDA_CPU=1, as in CI)."""
+def require_build(flavor: str = "plain", src=None):
+    """Build (cached) and load ``_C`` for the CPU from ``src`` (default csrc/); skip with the
+    reason when this machine cannot (a failure instead when CONVLAB_REQUIRE_CUDA_CPU=1, as in CI)."""
     try:
-        return Kernels(cuda_cpu_build.build(flavor))
+        return Kernels(cuda_cpu_build.build(flavor, src or cuda_cpu_build.CSRC))
     except cuda_cpu_build.Unavailable as exc:
         if os.environ.get("CONVLAB_REQUIRE_CUDA_CPU") == "1":
             pytest.fail(f"CONVLAB_REQUIRE_CUDA_CPU=1 but {exc}")

@@ -1,11 +1,12 @@
-// A standalone driver of conv2d.cu's v2 kernel for ThreadSanitizer: forward, grad_input and
-// grad_weight on shapes that split the reduction (132 SMs) and that do not (1 SM), each checked
-// against v1. A missing or misplaced __syncthreads shows up as a data race on the shared tiles
+// A standalone driver of conv2d.cu's GEMM kernels (v2 to v5) for ThreadSanitizer: forward,
+// grad_input and grad_weight on shapes that split the reduction (v5 on 132 SMs) and that do not
+// (1 SM), each checked against v1. A missing or misplaced __syncthreads shows up as a data race on the shared tiles
 // (ThreadSanitizer's report and exit code), a wrong result as exit code 1.
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "convlab.h"
@@ -56,14 +57,15 @@ int check(const Conv2dShape& s, const char* name) {
     const auto& in1 = op == "grad_weight" ? x : w;
     bool split = false;
     const auto want = run<T>(op, 1, 0, s, in0, in1, split);
-    for (int device : {0, 1}) {
-      const auto got = run<T>(op, 2, device, s, in0, in1, split);
+    // every GEMM version on the 132-SM device; v5, whose plan follows the SM count, on both
+    for (const auto [version, device] : {std::pair{2, 0}, {3, 0}, {4, 0}, {5, 0}, {5, 1}}) {
+      const auto got = run<T>(op, version, device, s, in0, in1, split);
       double worst = 0;
       for (std::size_t i = 0; i < got.size(); ++i)
         worst = std::isnan((double)got[i]) ? INFINITY : std::fmax(worst, std::fabs((double)got[i] - (double)want[i]));
       const double tol = sizeof(T) == 4 ? 1e-3 : 1e-10;
-      std::printf("%s %s %s device %d: max |v2 - v1| = %g%s\n", name, sizeof(T) == 4 ? "f32" : "f64", op.c_str(),
-                  device, worst, worst <= tol ? "" : "  FAILED");
+      std::printf("%s %s %s v%d device %d: max |v%d - v1| = %g%s\n", name, sizeof(T) == 4 ? "f32" : "f64",
+                  op.c_str(), version, device, version, worst, worst <= tol ? "" : "  FAILED");
       bad += worst > tol;
     }
     std::printf("%s %s: %s\n", name, op.c_str(), split ? "split-K planned" : "unsplit");

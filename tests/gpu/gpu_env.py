@@ -33,6 +33,24 @@ def require_gpu():
     return cupy
 
 
+@pytest.fixture
+def nan_filled_outputs(monkeypatch):
+    """Every ``cupy.empty`` (the wrappers' outputs and workspaces) comes back filled with NaN
+    (all-ones bytes; -7 for int64), so an element a kernel fails to write cannot pass as a value
+    left over in memory."""
+    import cupy
+
+    empty = cupy.empty
+
+    def filled(shape, dtype=float, order="C"):
+        a = empty(shape, dtype=dtype, order=order)
+        kind = np.dtype(dtype).kind
+        a.fill(np.nan if kind == "f" else 255 if np.dtype(dtype) == np.uint8 else -7)
+        return a
+
+    monkeypatch.setattr(cupy, "empty", filled)
+
+
 def assert_close(got, ref, reduction: int, what: str = ""):
     """``got`` (a CuPy array) against the float64 NumPy ``ref``, with a tolerance that scales with
     the length of the sums behind each element and with the dtype."""

@@ -1,75 +1,83 @@
 """csrc/conv2d.cu against the NumPy reference: every kernel version, float32 and float64,
-forward, grad_input and grad_weight, on shapes that are not multiples of the tile sizes
-(128x128 / 64x128 / 64x64 tiles, slices of 8 along the reduction, split-K); then the public
-API on CuPy arrays: dispatch, CuPy in and out on the same device and stream."""
-import math
-
+forward, grad_input and grad_weight, on the cases tests/cuda_cpu runs too (tests/kernel_cases.py:
+shapes that are not multiples of the tiles, split-K with groups), with NaN-filled outputs and
+workspaces; split and unsplit sums; then the public API on CuPy arrays: dispatch, CuPy in and
+out on the same device and stream, size checks before any launch."""
 import numpy as np
 import pytest
-from gpu_env import assert_close, on_stream_after_delay, require_gpu
+from gpu_env import assert_close, nan_filled_outputs, on_stream_after_delay, require_gpu  # noqa: F401
+from kernel_cases import CONV2D_CASES, CONV2D_IDS, SPLIT_K_CASES, SPLIT_K_IDS, conv2d_data, conv2d_reductions
 
 cupy = require_gpu()
 
 import convlab  # noqa: E402
 from convlab import _backend  # noqa: E402
-from convlab._params import conv_args  # noqa: E402
 from convlab.conv import _choose  # noqa: E402
 from convlab.cuda import conv as cuda_conv  # noqa: E402
+from convlab.cuda.conv import _shape  # noqa: E402
 from convlab.reference import direct  # noqa: E402
 
 VERSIONS = list(range(1, _backend.kernels().versions()["conv2d"] + 1))
+SPLIT_VERSION = 5  # the version that splits reductions (split-K)
 DTYPES = [np.float32, np.float64]
-
-# name, x shape, w shape, stride, padding, dilation, groups
-CASES = [
-    ("odd_3x3", (3, 5, 13, 11), (7, 5, 3, 3), 1, 1, 1, 1),
-    ("strided_dilated_asym_pad_groups", (2, 6, 17, 15), (9, 2, 3, 2), (2, 3), ((1, 2), (0, 3)), (2, 1), 3),
-    ("crosses_128_tiles", (2, 9, 19, 17), (130, 9, 3, 3), 1, 1, 1, 1),
-    ("split_k_long_reduction", (1, 300, 5, 5), (70, 300, 3, 3), 1, 1, 1, 1),
-    ("depthwise", (2, 8, 10, 9), (8, 1, 3, 3), 1, 1, 1, 8),
-    ("pointwise", (4, 33, 7, 9), (65, 33, 1, 1), 1, 0, 1, 1),
-    ("kernel_is_input", (2, 3, 5, 4), (4, 3, 5, 4), 1, 0, 1, 1),
-    ("stride_above_kernel", (2, 3, 11, 10), (5, 3, 2, 2), 3, 0, 1, 1),
-    ("batch_one_wide_strided_backward", (1, 4, 9, 23), (6, 2, 3, 5), 2, 2, 1, 2),
-]
-IDS = [c[0] for c in CASES]
+OPS = ("forward", "grad_input", "grad_weight")
+CASES, IDS = CONV2D_CASES, CONV2D_IDS
 
 
-def _data(case, dtype, seed=0):
-    _, xs, ws, stride, padding, dilation, groups = case
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal(xs)
-    w = rng.standard_normal(ws) / math.sqrt(math.prod(ws[1:]))
-    args = conv_args(x, w, None, stride, padding, dilation, groups, 2)
-    gy = rng.standard_normal((args.batch, args.out_channels) + args.geom.out_size)
-    # The reference sees exactly the values the GPU sees (rounded to dtype), in float64.
-    x, w, gy = (a.astype(dtype).astype(np.float64) for a in (x, w, gy))
-    return x, w, gy, args
+_data = conv2d_data
+
+
+def _workspaces(args, dtype, version):
+    """The workspace bytes of each op for this device: nonzero where the plan splits."""
+    module, device = _backend.kernels(), cupy.cuda.Device().id
+    return {op: module.conv2d_workspace(op, version, np.dtype(dtype).name, device, _shape(args)) for op in OPS}
+
+
+def _run_all(x, w, gy, args, dtype, version):
+    xd, wd, gyd = (cupy.asarray(a, dtype=dtype) for a in (x, w, gy))
+    return {"forward": cuda_conv.forward(xd, wd, args, version=version),
+            "grad_input": cuda_conv.grad_input(gyd, wd, args, version=version),
+            "grad_weight": cuda_conv.grad_weight(gyd, xd, args, version=version)}
+
+
+def _reference(x, w, gy, args):
+    return {"forward": direct.forward(x, w, args), "grad_input": direct.grad_input(gy, w, args),
+            "grad_weight": direct.grad_weight(gy, x, args)}
 
 
 @pytest.mark.parametrize("version", VERSIONS)
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
 @pytest.mark.parametrize("case", CASES, ids=IDS)
-def test_each_kernel_version_matches_the_reference(case, dtype, version):
+def test_each_kernel_version_matches_the_reference(nan_filled_outputs, case, dtype, version):
     x, w, gy, args = _data(case, dtype)
-    xd, wd, gyd = (cupy.asarray(a, dtype=dtype) for a in (x, w, gy))
-    r_fwd = args.in_channels // args.groups * math.prod(args.geom.kernel)
-    assert_close(cuda_conv.forward(xd, wd, args, version=version), direct.forward(x, w, args), r_fwd, "forward")
-    r_gx = args.out_channels // args.groups * math.prod(args.geom.kernel)
-    assert_close(cuda_conv.grad_input(gyd, wd, args, version=version), direct.grad_input(gy, w, args), r_gx,
-                 "grad_input")
-    r_gw = args.batch * math.prod(args.geom.out_size)
-    assert_close(cuda_conv.grad_weight(gyd, xd, args, version=version), direct.grad_weight(gy, x, args), r_gw,
-                 "grad_weight")
+    got, want = _run_all(x, w, gy, args, dtype, version), _reference(x, w, gy, args)
+    for op, r in zip(OPS, conv2d_reductions(args)):
+        assert_close(got[op], want[op], r, f"{op} v{version}")
+    if version == SPLIT_VERSION and case in SPLIT_K_CASES:
+        assert any(_workspaces(args, dtype, version).values()), "this case is meant to split its reduction"
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("case", SPLIT_K_CASES, ids=SPLIT_K_IDS)
+def test_split_and_unsplit_sums_agree_exactly(nan_filled_outputs, case, dtype):
+    """Small integers make every partial sum exact: v5 (split, with groups) must equal v4 (the same
+    kernel, never split) and v1 bit for bit, and the reference exactly."""
+    x, w, gy, args = _data(case, dtype, seed=3, integers=True)
+    assert any(_workspaces(args, dtype, SPLIT_VERSION).values()) and not any(_workspaces(args, dtype, 4).values())
+    split, unsplit, v1 = (_run_all(x, w, gy, args, dtype, v) for v in (SPLIT_VERSION, 4, 1))
+    want = _reference(x, w, gy, args)
+    for op in OPS:
+        assert cupy.array_equal(split[op], unsplit[op]) and cupy.array_equal(v1[op], unsplit[op]), op
+        np.testing.assert_array_equal(cupy.asnumpy(split[op]), want[op].astype(dtype), err_msg=op)
 
 
 @pytest.mark.parametrize("version", VERSIONS)
 def test_split_k_sums_are_deterministic(version):
-    x, w, gy, args = _data(CASES[3], np.float32, seed=1)
-    xd, wd, gyd = (cupy.asarray(a, dtype=np.float32) for a in (x, w, gy))
-    first = cuda_conv.grad_weight(gyd, xd, args, version=version)
-    again = cuda_conv.grad_weight(gyd, xd, args, version=version)
-    assert cupy.array_equal(first, again), "split-K sums must not depend on scheduling"
+    x, w, gy, args = _data(CASES[IDS.index("split_k_groups")], np.float32, seed=1)
+    first = _run_all(x, w, gy, args, np.float32, version)
+    again = _run_all(x, w, gy, args, np.float32, version)
+    for op in OPS:
+        assert cupy.array_equal(first[op], again[op]), f"{op}: sums must not depend on scheduling"
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
@@ -132,14 +140,43 @@ def test_non_contiguous_and_negative_stride_views():
                                      algorithm="direct"), 36, "views")
 
 
-@pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.parametrize("version", [1, SPLIT_VERSION])
 def test_kernels_run_on_the_current_cupy_stream(version):
-    x, w, gy, args = _data(CASES[0], np.float32, seed=6)
-    fresh = cupy.asarray(x, dtype=np.float32)
-    stale = cupy.zeros_like(fresh)
-    wd = cupy.asarray(w, dtype=np.float32)
-    got = on_stream_after_delay(cupy, fresh, stale, lambda xs: cuda_conv.forward(xs, wd, args, version=version))
-    assert_close(got, direct.forward(x, w, args), 45, "forward on a non-blocking stream")
+    """Every op, on a split-K case with groups: an operand filled by a delayed copy on a new
+    non-blocking stream must be read after that copy (the kernels and the split sum run on the
+    current stream)."""
+    x, w, gy, args = _data(CASES[IDS.index("split_k_groups")], np.float32, seed=6)
+    assert version == 1 or any(_workspaces(args, np.float32, version).values())
+    want = _reference(x, w, gy, args)
+    xd, wd, gyd = (cupy.asarray(a, dtype=np.float32) for a in (x, w, gy))
+    runs = {"forward": (xd, lambda xs: cuda_conv.forward(xs, wd, args, version=version)),
+            "grad_input": (gyd, lambda g: cuda_conv.grad_input(g, wd, args, version=version)),
+            "grad_weight": (gyd, lambda g: cuda_conv.grad_weight(g, xd, args, version=version))}
+    for (op, (fresh, run)), r in zip(runs.items(), conv2d_reductions(args)):
+        got = on_stream_after_delay(cupy, fresh, cupy.zeros_like(fresh), run)
+        assert_close(got, want[op], r, f"{op} on a non-blocking stream")
+
+
+def test_size_checks_come_before_any_launch():
+    """Shapes past the kernels' limits raise ValueError before a launch, so null pointers are
+    never dereferenced; a reduction near 2**31 terms plans its split in 64 bits."""
+    from convlab._params import conv_shape_args, make_geometry
+    from convlab.cuda._launch import window_shape
+
+    module, device = _backend.kernels(), cupy.cuda.Device().id
+    big = conv_shape_args((1, 2**31 - 5, 1, 1), (1, 2**31 - 5, 1, 1), 1, 0, 1, 1, 2)
+    with pytest.raises(ValueError, match="2\\*\\*31"):
+        module.conv2d("grad_weight", 0, "float32", device, 0, 0, 0, 0, 0, 0, _shape(big))
+    geom = make_geometry((224, 224), (3, 3), (1, 1), (1, 1), ((1, 1), (1, 1)))
+    with pytest.raises(ValueError, match="cols"):
+        module.im2col(0, "float32", device, 0, 0, 0, window_shape(128 * 64, geom))
+    out_big = make_geometry((1, 1), (1, 1), (1, 1), (1, 1), ((23171, 23171), (23171, 23171)))
+    with pytest.raises(ValueError, match="y has"):
+        module.pool2d_forward("avg", 0, "float32", device, 0, 0, 0, 0, window_shape(1, out_big))
+    long = conv_shape_args((511, 1, 2048, 2048), (1, 1, 3, 3), 1, 1, 1, 1, 2)
+    nbytes = module.conv2d_workspace("grad_weight", 0, "float32", device, _shape(long))
+    assert nbytes % (4 * 9) == 0 and 1 < nbytes // (4 * 9) <= 256  # [splits][1][1][9] floats
+    cupy.cuda.Device().synchronize()  # nothing was launched that could fault
 
 
 def test_outputs_live_on_the_inputs_device():

@@ -2,7 +2,7 @@
 1-D and 2-D, float32 and float64; col2im is checked as the adjoint of im2col as well."""
 import numpy as np
 import pytest
-from gpu_env import assert_close, require_gpu
+from gpu_env import assert_close, nan_filled_outputs, on_stream_after_delay, require_gpu  # noqa: F401
 
 cupy = require_gpu()
 
@@ -17,7 +17,7 @@ CASES = [
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize("case", CASES)
-def test_im2col_and_col2im_match_the_reference(case, dtype):
+def test_im2col_and_col2im_match_the_reference(nan_filled_outputs, case, dtype):
     shape, k, s, p, d = case
     rng = np.random.default_rng(0)
     x = rng.standard_normal(shape).astype(dtype)
@@ -32,3 +32,17 @@ def test_im2col_and_col2im_match_the_reference(case, dtype):
     lhs = float(cupy.vdot(cols, cupy.asarray(c)))
     rhs = float(cupy.vdot(cupy.asarray(x), back))
     assert abs(lhs - rhs) <= (1e-3 if dtype == np.float32 else 1e-10) * max(1.0, abs(lhs))
+
+
+def test_im2col_and_col2im_run_on_the_current_stream():
+    shape, k, s, p, d = CASES[0]
+    x = np.random.default_rng(1).standard_normal(shape)
+    ref = convlab.im2col(x, k, stride=s, padding=p, dilation=d)
+    xd = cupy.asarray(x)
+    cols = on_stream_after_delay(cupy, xd, cupy.zeros_like(xd),
+                                 lambda xs: convlab.im2col(xs, k, stride=s, padding=p, dilation=d))
+    assert_close(cols, ref, 1, "im2col on a non-blocking stream")
+    c = cupy.asarray(ref)
+    back = on_stream_after_delay(cupy, c, cupy.zeros_like(c),
+                                 lambda cs: convlab.col2im(cs, shape[2:], k, stride=s, padding=p, dilation=d))
+    assert_close(back, convlab.col2im(ref, shape[2:], k, stride=s, padding=p, dilation=d), int(np.prod(k)), "col2im")

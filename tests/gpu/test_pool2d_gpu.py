@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 import pytest
-from gpu_env import assert_close, on_stream_after_delay, require_gpu
+from gpu_env import assert_close, nan_filled_outputs, on_stream_after_delay, require_gpu  # noqa: F401
 
 cupy = require_gpu()
 
@@ -91,7 +91,7 @@ def _data(g, dtype, seed=0, ties=False):
 @pytest.mark.parametrize("version", VERSIONS)
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
 @pytest.mark.parametrize("g", GEOMETRIES, ids=IDS)
-def test_max_pool_with_ties(g, dtype, version):
+def test_max_pool_with_ties(nan_filled_outputs, g, dtype, version):
     x, gy, geom = _data(g, dtype, ties=True)
     y_ref, idx_ref, gx_ref = oracle(x, gy, geom, "max")
     xd, gyd = cupy.asarray(x, dtype=dtype), cupy.asarray(gy, dtype=dtype)
@@ -106,7 +106,7 @@ def test_max_pool_with_ties(g, dtype, version):
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
 @pytest.mark.parametrize("include_pad,divisor", [(True, None), (False, None), (True, 5)])
 @pytest.mark.parametrize("g", GEOMETRIES, ids=IDS)
-def test_avg_pool(g, include_pad, divisor, dtype, version):
+def test_avg_pool(nan_filled_outputs, g, include_pad, divisor, dtype, version):
     x, gy, geom = _data(g, dtype, seed=1)
     y_ref, _, gx_ref = oracle(x, gy, geom, "avg", include_pad, divisor or 0)
     xd, gyd = cupy.asarray(x, dtype=dtype), cupy.asarray(gy, dtype=dtype)
@@ -119,7 +119,7 @@ def test_avg_pool(g, include_pad, divisor, dtype, version):
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
 @pytest.mark.parametrize("p", [1.0, 2.0, 3.0])
 @pytest.mark.parametrize("g", GEOMETRIES, ids=IDS)
-def test_lp_pool(g, p, dtype, version):
+def test_lp_pool(nan_filled_outputs, g, p, dtype, version):
     x, gy, geom = _data(g, dtype, seed=2)
     y_ref, _, gx_ref = oracle(x, gy, geom, "lp", p=p)
     xd, gyd = cupy.asarray(x, dtype=dtype), cupy.asarray(gy, dtype=dtype)
@@ -156,11 +156,37 @@ def test_against_torch_max_and_avg(dtype):
         assert_close(got, ya.double().numpy(), 6, f"avg vs torch, count_include_pad={include_pad}")
 
 
+@pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+def test_max_pool_with_nan_and_inf(nan_filled_outputs, dtype, version):
+    """A NaN wins its windows (the first NaN in window order), +inf beats numbers, a window of
+    -inf cells reports its first cell; the gradient follows the indices."""
+    x, gy, geom = _data(GEOMETRIES[0], dtype, seed=5)
+    x[0, 0, 2, 3] = x[0, 0, 3, 3] = np.nan
+    x[0, 1, 5, 5] = np.inf
+    x[1, 2, :4, :4] = -np.inf
+    y_ref, idx_ref, gx_ref = oracle(x, gy, geom, "max")
+    xd, gyd = cupy.asarray(x, dtype=dtype), cupy.asarray(gy, dtype=dtype)
+    y, idx = pool.max_pool2d(xd, geom, return_indices=True, version=version)
+    np.testing.assert_array_equal(cupy.asnumpy(y), y_ref.astype(dtype))  # NaN where the oracle has NaN
+    np.testing.assert_array_equal(cupy.asnumpy(idx), idx_ref)
+    assert np.isnan(cupy.asnumpy(y)[0, 0]).sum() == 4 and np.isposinf(cupy.asnumpy(y)[0, 1]).sum() == 4
+    assert_close(pool.max_pool2d_backward(gyd, xd, geom, indices=idx, version=version), gx_ref, 9, "max grad_x")
+
+
 def test_pool_runs_on_the_current_stream():
+    """avg, max and lp, forward and backward: an operand filled by a delayed copy on a new
+    non-blocking stream must be read after that copy."""
     x, gy, geom = _data(GEOMETRIES[0], np.float32, seed=4)
-    fresh = cupy.asarray(x, dtype=np.float32)
-    got = on_stream_after_delay(cupy, fresh, cupy.zeros_like(fresh), lambda xs: pool.avg_pool2d(xs, geom))
-    assert_close(got, oracle(x, gy, geom, "avg")[0], 9, "avg on a non-blocking stream")
+    xd, gyd = cupy.asarray(x, dtype=np.float32), cupy.asarray(gy, dtype=np.float32)
+    for mode, kw in (("avg", {}), ("max", {}), ("lp", {"p": 2.0})):
+        y_ref, _, gx_ref = oracle(x, gy, geom, mode, **kw)
+        p = (kw["p"],) if kw else ()
+        fwd, bwd = getattr(pool, f"{mode}_pool2d"), getattr(pool, f"{mode}_pool2d_backward")
+        got = on_stream_after_delay(cupy, xd, cupy.zeros_like(xd), lambda xs: fwd(xs, *p, geom))
+        assert_close(got, y_ref, 9, f"{mode} forward on a non-blocking stream")
+        got = on_stream_after_delay(cupy, gyd, cupy.zeros_like(gyd), lambda g: bwd(g, xd, *p, geom))
+        assert_close(got, gx_ref, 9, f"{mode} backward on a non-blocking stream")
 
 
 def test_bad_arguments_raise_value_errors():
