@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 import cuda_cpu_build
+from kernel_cases import assert_close  # noqa: F401  (the kernels' tolerance, shared with tests/gpu)
 from convlab.cuda._launch import window_shape
 from convlab.cuda.conv import _shape as conv_shape
 
@@ -115,13 +116,3 @@ def ptr(a) -> int:
     return a.ctypes.data
 
 
-def assert_close(got, ref, reduction: int, what: str = ""):
-    """``got`` against the float64 ``ref``: every element written (no NaN left where ``ref`` has
-    none), within a tolerance that grows with the sum length behind each element."""
-    assert got.shape == ref.shape, f"{what}: shape {got.shape}, expected {ref.shape}"
-    unwritten = np.isnan(got) & ~np.isnan(ref)
-    assert not unwritten.any(), f"{what}: {int(unwritten.sum())} of {got.size} elements never written (still NaN)"
-    eps = 1e-5 if got.dtype == np.float32 else 1e-12
-    finite = np.abs(ref[np.isfinite(ref)])
-    scale = max(float(finite.max()) if finite.size else 0.0, 1.0)
-    np.testing.assert_allclose(got, ref, rtol=0, atol=eps * math.sqrt(max(reduction, 1)) * scale, err_msg=what)

@@ -1,9 +1,10 @@
 """Shared by tests/gpu: skip a whole test module, with the reason, unless CuPy, a CUDA device
 and the CUDA extension are all usable; helpers to compare GPU results with the NumPy reference."""
-import math
 
 import numpy as np
 import pytest
+
+import kernel_cases
 
 
 def require_device():
@@ -52,16 +53,11 @@ def nan_filled_outputs(monkeypatch):
 
 
 def assert_close(got, ref, reduction: int, what: str = ""):
-    """``got`` (a CuPy array) against the float64 NumPy ``ref``, with a tolerance that scales with
-    the length of the sums behind each element and with the dtype."""
+    """``got`` (a CuPy array) against the float64 NumPy ``ref``: kernel_cases.assert_close on the host."""
     import cupy
 
     assert isinstance(got, cupy.ndarray), f"{what}: expected a CuPy array, got {type(got).__name__}"
-    host = cupy.asnumpy(got)
-    assert host.shape == ref.shape, f"{what}: shape {host.shape}, expected {ref.shape}"
-    eps = 1e-5 if got.dtype == np.float32 else 1e-12
-    scale = max(float(np.abs(ref).max()) if ref.size else 0.0, 1.0)
-    np.testing.assert_allclose(host, ref, rtol=0, atol=eps * math.sqrt(max(reduction, 1)) * scale, err_msg=what)
+    kernel_cases.assert_close(cupy.asnumpy(got), ref, reduction, what)
 
 
 def delayed_copy_kernel(cupy, dtype):
