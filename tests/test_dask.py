@@ -3,7 +3,7 @@ strides that do not divide the chunks, uneven and tiny chunks, batch chunking; t
 against the in-memory backward and finite differences; the halo plan's invariants; bad input."""
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 import convlab
@@ -69,6 +69,7 @@ def axis_cases(draw):
 
 @SETTINGS
 @given(axis_cases(), st.booleans())
+@example((1, (1,), 1, 2, 1, (1, 0)), False)  # a chunk whose one window reads only padding
 def test_plan_assigns_each_window_once_within_its_block(case, ceil_mode):
     n, chunks, k, s, d, pad = case
     try:
@@ -95,7 +96,7 @@ def test_plan_assigns_each_window_once_within_its_block(case, ceil_mode):
         local = plan.local(i)
         if local is not None:  # the block's in-memory problem is valid and gives exactly its windows
             c0, c1, local_pad, ceil = local
-            assert start <= c0 < c1 <= stop
+            assert start <= c0 <= c1 <= stop  # c0 == c1: windows that read only padding
             local_geom = convlab._params.make_geometry((c1 - c0,), (k,), (s,), (d,), (local_pad,), ceil_mode=ceil)
             assert local_geom.out_size == (j1 - j0,), (i, local, plan)
 
