@@ -9,8 +9,8 @@ and in ``nd`` dimensions the transforms act along every axis, e.g. in 2-D
 ``Y = A^T [ (G g G^T) . (B^T d B) ] A``. With channels, the elementwise products at each
 of the ``(m + 2)^nd`` transform points become a matrix product over channels::
 
-    M[xi, g] = U[xi, g] @ V[xi, g]         U: (K_g x C_g) transformed kernels,
-                                           V: (C_g x N*tiles) transformed input tiles
+    M[xi, g] = V[xi, g] @ U[xi, g]         V: (N*tiles x C_g) transformed input tiles
+                                           U: (C_g x K_g) transformed kernels
 
 F(2, 3) uses the interpolation points 0, 1, -1, inf; F(4, 3) adds 2 and -2 and saves more
 multiplications (36 instead of 144 per 4x4 output tile in 2-D) but its transforms hold
@@ -18,31 +18,42 @@ larger constants, so its float32 error is larger (measured in docs/algorithms.md
 :func:`tile_size` picks ``m``: 4 for 1-D and 2-D, 2 for 3-D, where the error of the
 216-point F(4x4x4, 3x3x3) transform grows too large.
 
+How it runs: the input is copied once into a channel-last layout ``(N, *n, C)``, where each
+cell of a tile is a contiguous run of ``C`` values; chunks of tiles that stay in cache are
+gathered into ``(points, tiles, C)``, transformed on all axes at once by one product with
+the Kronecker matrix ``B^T (x) B^T``, multiplied by ``U`` (one product per point), and
+transformed back by ``A^T (x) A^T`` into a channel-last output, copied to ``(N, K, *out)``
+at the end. Every step is a BLAS product or a copy; the chunks run on every core.
+
 Only 3-tap kernels on every axis with stride 1 and dilation 1 are served. The transforms
 mix a tile's inputs, so a NaN or infinity would reach every output of its tile: inputs that
 are not finite go to the direct algorithm, where they stay inside their windows. The input
 gradient is a Winograd correlation of the fully padded output gradient with the flipped
-kernel, input and output channels exchanged. The weight gradient uses the direct sum
-over taps (:mod:`convlab.reference.direct`): it is a correlation of the input with the
-output gradient, whose "kernel" is as large as the output, not 3 taps.
+kernel, input and output channels exchanged. The weight gradient is the adjoint of the
+forward pass in ``g``::
+
+    dL/dg = G^T [ sum over tiles of (A dy A^T) . (B^T d B) ] G
+
+one product per point over the tiles (the output gradient's tiles do not overlap).
 """
 from __future__ import annotations
 
-import dataclasses
+import functools
 import math
 from dataclasses import dataclass
 
 import numpy as np
 
-from .._backend import get_array_module, workspace_limit
-from .._params import Geometry, conv_shape_args
+from .. import _parallel
+from .._backend import as_strided, get_array_module, workspace_limit
+from .._params import conv_shape_args
 from .._protocol import Prepared, all_finite, dtype_of, ready
 from . import direct
-from .groups import grouped_weight, matmul, split_groups
-from .windows import pad, unpad, windows
+from .groups import grouped_weight, matmul
+from .windows import unpad
 
-CACHE_BYTES = 4 << 20
-MIN_TILES = 256
+CACHE_BYTES = 2 << 20
+MIN_TILES = 128
 
 # (B^T, G, A^T) for F(m, 3).
 TRANSFORMS = {
@@ -93,62 +104,181 @@ def tile_size(args):
     return 4 if args.nd <= 2 else 2
 
 
-def _transform(mat, a, nd):
-    """Apply ``mat (p x q)`` along each of the leading ``nd`` axes of ``a`` (``q`` cells each)."""
+@functools.lru_cache(maxsize=None)
+def _kron(m, which, nd):
+    """Transform ``which`` of F(m, 3) (0: B^T, 1: G, 2: A^T) on all ``nd`` axes of a tile at
+    once: the Kronecker product of ``nd`` copies, ``(p^nd x q^nd)``, cells in row-major order."""
+    mat = np.ones((1, 1))
+    for _ in range(nd):
+        mat = np.kron(mat, TRANSFORMS[m][which])
+    return mat
+
+
+def _channel_last(a, lo, size):
+    """``(N, C, *n) -> (N, *size, C)``: ``a`` at offset ``lo`` in zeros. In this layout a
+    tile's cell is a contiguous run of ``C`` values, so gathering tiles copies long runs;
+    samples are copied on every core."""
     xp = get_array_module(a)
-    for axis in range(nd):
-        shape = a.shape
-        lead, rest = math.prod(shape[:axis]), math.prod(shape[axis + 1:])
-        a = xp.matmul(mat, a.reshape(lead, shape[axis], rest))
-        a = a.reshape(shape[:axis] + (mat.shape[0],) + shape[axis + 1:])
-    return a
+    nd = len(size)
+    out = xp.empty(a.shape[:1] + tuple(size) + a.shape[1:2], dtype=a.dtype)
+    inner = (slice(None),) + tuple(slice(o, o + n) for o, n in zip(lo, a.shape[2:]))
+    for axis, (o, n) in enumerate(zip(lo, a.shape[2:])):  # zero only the border
+        before = (slice(None),) * (axis + 1)
+        out[before + (slice(0, o),)] = 0
+        out[before + (slice(o + n, None),)] = 0
+
+    def run(group):
+        for n0, n1 in group:
+            out[(slice(n0, n1),) + inner[1:]] = a[n0:n1].transpose((0,) + tuple(range(2, 2 + nd)) + (1,))
+
+    _parallel.map_groups(run, _samples(a.shape[0]), xp)
+    return out
 
 
-def _tiles(xext, m, tiles):
-    """Overlapping ``(m + 2)``-cell tiles every ``m`` cells: ``(..., *tiles, *(m + 2))`` (a view)."""
+def _channel_first(at, size):
+    """The inverse of :func:`_channel_last`: ``(N, *m, K) -> (N, K, *size)``, cropped to ``size``."""
+    xp = get_array_module(at)
+    nd = len(size)
+    out = xp.empty(at.shape[:1] + at.shape[-1:] + tuple(size), dtype=at.dtype)
+    crop = tuple(slice(0, o) for o in size)
+
+    def run(group):
+        for n0, n1 in group:
+            out[n0:n1] = at[(slice(n0, n1),) + crop].transpose((0, nd + 1) + tuple(range(1, nd + 1)))
+
+    _parallel.map_groups(run, _samples(at.shape[0]), xp)
+    return out
+
+
+def _samples(n):
+    """Sample ranges, one or more per worker."""
+    step = max(1, -(-n // _parallel.workers()))
+    return [(n0, min(n, n0 + step)) for n0 in range(0, n, step)]
+
+
+def _plan(args, m, itemsize):
+    """``(tiles, chunks)``: tiles per axis and chunks ``(n0, n1, r0, r1)``: samples ``n0:n1``,
+    tile rows ``r0:r1`` of the first spatial axis. A chunk's transformed tiles stay in
+    cache, yet its products have at least ``MIN_TILES`` columns (each reads the transformed
+    kernel once); there are chunks for every worker; never above the workspace limit."""
+    nd, n = args.nd, args.batch
+    tiles = tuple(-(-o // m) for o in args.geom.out_size)
+    points = (m + 2) ** nd
+    per_tile = (2 * points * args.in_channels + (points + m ** nd) * args.out_channels) * itemsize
+    row, rows = math.prod(tiles[1:]), tiles[0]  # tiles in one tile row; tile rows of a sample
+    want = max(MIN_TILES, CACHE_BYTES // per_tile)
+    want = min(want, -(-n * row * rows // _parallel.workers()))
+    want = max(1, min(want, workspace_limit() // per_tile))
+    if want >= row * rows:  # whole samples
+        step = want // (row * rows)
+        return tiles, [(n0, min(n, n0 + step), 0, rows) for n0 in range(0, n, step)]
+    step = max(1, want // row)  # tile rows of one sample
+    return tiles, [(n0, n0 + 1, r0, min(rows, r0 + step)) for n0 in range(n) for r0 in range(0, rows, step)]
+
+
+def _gather(at, m, span, tiles, chunk):
+    """The tiles of ``chunk`` from a channel-last ``at (N, *sp, C)``: ``(span^nd, cols, C)``,
+    tile ``t`` holding cells ``m*t + q`` (overlapping when ``span > m``), columns ordered
+    (sample, tile...). One copy: the layout of the products."""
+    xp = get_array_module(at)
     nd = len(tiles)
-    geom = _tile_geometry(tuple(xext.shape[-nd:]), m, tiles)
-    return windows(xext, geom)
+    n0, n1, r0, r1 = chunk
+    base = at[n0:n1, r0 * m:]
+    sp = base.strides[1:1 + nd]
+    view = as_strided(base, (span,) * nd + (n1 - n0, r1 - r0) + tiles[1:] + base.shape[-1:],
+                      sp + base.strides[:1] + tuple(s * m for s in sp) + base.strides[-1:])
+    d = xp.ascontiguousarray(view)
+    return d.reshape((span ** nd, math.prod(d.shape[nd:-1]), d.shape[-1]))
 
 
-def _tile_geometry(size, m, tiles):
-    nd = len(tiles)
-    return Geometry(size, (m + 2,) * nd, (m,) * nd, (1,) * nd, ((0, 0),) * nd, tuple(tiles))
+def _flat(a):
+    """``(points, ...) -> (points, rest)``: the operand of a transform's product."""
+    return a.reshape(a.shape[0], math.prod(a.shape[1:]))
+
+
+def _by_group(a, groups):
+    """``(points, cols, G*X) -> (points, G, cols, X)`` (a view)."""
+    return a.reshape(a.shape[:2] + (groups, a.shape[2] // groups)).transpose(0, 2, 1, 3)
+
+
+def _point_weights(w, args, m):
+    """``U = G g G^T`` at every point: ``(K, C_g, 3...) -> (points, G, C_g, K_g)`` (a view).
+    One product with the Kronecker matrix, its columns split over the workers."""
+    xp = get_array_module(w)
+    gk = xp.asarray(_kron(m, 1, args.nd), dtype=w.dtype)
+    w9 = w.reshape(w.shape[0] * w.shape[1], math.prod(w.shape[2:])).T  # (3^nd, K*C_g)
+    u = xp.empty((gk.shape[0], w9.shape[1]), dtype=w.dtype)
+
+    def run(group):
+        for c0, c1 in group:
+            xp.matmul(gk, w9[:, c0:c1], out=u[:, c0:c1])
+
+    step = max(1, -(-w9.shape[1] // _parallel.workers()))
+    _parallel.map_groups(run, [(c0, c0 + step) for c0 in range(0, w9.shape[1], step)], xp, blas=True)
+    return u.reshape((gk.shape[0], args.groups, args.out_channels // args.groups, w.shape[1])).swapaxes(-1, -2)
 
 
 def _correlate(x, w, args, m):
-    """The stride-1 correlation of ``x`` with 3-tap kernels ``w``, tile by tile."""
+    """The stride-1 correlation of ``x`` with 3-tap kernels ``w``, tile by tile::
+
+        Y = A^T [ U . (B^T d B) ] A,    U = G g G^T
+
+    summed over input channels as one product per transform point. Each transform acts on
+    all axes of a tile at once (one product with a Kronecker matrix), on chunks of tiles
+    that stay in cache, one chunk per thread; the tiles are read from and written to a
+    channel-last copy of the input and output."""
     xp = get_array_module(x)
     geom, nd, groups = args.geom, args.nd, args.groups
-    bt, gm, at = (xp.asarray(t, dtype=x.dtype) for t in TRANSFORMS[m])
-    alpha = m + 2
+    tiles, chunks = _plan(args, m, x.itemsize)
+    points = (m + 2) ** nd
+    xt = _channel_last(x, tuple(lo for lo, _ in geom.pad), tuple(t * m + 2 for t in tiles))
+    yt = xp.empty((args.batch,) + tuple(t * m for t in tiles) + (args.out_channels,), dtype=x.dtype)
+    # yt as (*m, N, *tiles, K): output cell i of tile t on each axis.
+    blocked = yt.reshape((args.batch,) + tuple(v for t in tiles for v in (t, m)) + yt.shape[-1:])
+    blocked = blocked.transpose(tuple(range(2, 2 * nd + 1, 2)) + (0,) + tuple(range(1, 2 * nd, 2)) + (2 * nd + 1,))
+    ut = _point_weights(w, args, m)
+    bk, ak = (xp.asarray(_kron(m, which, nd), dtype=x.dtype) for which in (0, 2))
+
+    def run(group):
+        for n0, n1, r0, r1 in group:
+            d = _gather(xt, m, m + 2, tiles, (n0, n1, r0, r1))  # (points, cols, C)
+            v = xp.matmul(bk, _flat(d)).reshape(d.shape)
+            mm = matmul(_by_group(v, groups), ut)  # (points, G, cols, K_g)
+            mm = xp.ascontiguousarray(mm.transpose(0, 2, 1, 3))  # (points, cols, K)
+            dst = blocked[(slice(None),) * nd + (slice(n0, n1), slice(r0, r1))]
+            dst[...] = xp.matmul(ak, _flat(mm)).reshape(dst.shape)
+
+    _parallel.map_groups(run, chunks, xp, blas=True)
+    return _channel_first(yt, geom.out_size)
+
+
+def _weight_gradient(gy, x, args, m):
+    """``dL/dg = G^T [ sum over tiles of (A dy A^T) . (B^T d B) ] G``, the adjoint of
+    :func:`_correlate` in ``g``: one product per transform point over the tiles, summed
+    over chunks (a partial sum per thread)."""
+    xp = get_array_module(gy)
+    geom, nd, groups = args.geom, args.nd, args.groups
     kg, cg = args.out_channels // groups, args.in_channels // groups
-    tiles = tuple(-(-o // m) for o in geom.out_size)
-    # Pad once: the geometry's padding plus zeros up to whole tiles at the high end.
-    ext = tuple(t * m + 2 for t in tiles)
-    xext = pad(x, dataclasses.replace(geom, pad=tuple((lo, e - n - lo) for e, n, (lo, _)
-                                                     in zip(ext, geom.in_size, geom.pad))))
-    # U: (alpha^nd, G, K_g, C_g) transformed kernels.
-    wg = grouped_weight(w, groups)
-    u = _transform(gm, wg.transpose(tuple(range(3, 3 + nd)) + (0, 1, 2)), nd).reshape(alpha ** nd, groups, kg, cg)
-    y = xp.empty((args.batch, groups, kg) + tuple(t * m for t in tiles), dtype=x.dtype)
-    # Samples per chunk: the transformed tiles stay in cache (and under the workspace
-    # limit), yet each product has at least MIN_TILES columns.
-    per_sample = max(1, (alpha ** nd) * (args.in_channels + args.out_channels) * math.prod(tiles) * x.itemsize)
-    step = max(-(-MIN_TILES // math.prod(tiles)), CACHE_BYTES // per_sample)
-    step = max(1, min(step, workspace_limit() // per_sample))
-    for n0 in range(0, args.batch, step):
-        xs = split_groups(xext[n0:n0 + step], groups)  # (nb, G, C_g, *ext)
-        nb = xs.shape[0]
-        d = _tiles(xs, m, tiles)  # (nb, G, C_g, *tiles, *alpha)
-        order = tuple(range(3 + nd, 3 + 2 * nd)) + (1, 2, 0) + tuple(range(3, 3 + nd))
-        v = _transform(bt, xp.ascontiguousarray(d.transpose(order)), nd)  # (*alpha, G, C_g, nb, *tiles)
-        mm = matmul(u, v.reshape(alpha ** nd, groups, cg, nb * math.prod(tiles)))  # (alpha^nd, G, K_g, nb*T)
-        z = _transform(at, mm.reshape((alpha,) * nd + (groups, kg, nb) + tiles), nd)  # (*m, G, K_g, nb, *tiles)
-        order = (nd + 2, nd, nd + 1) + tuple(i for a in range(nd) for i in (nd + 3 + a, a))
-        y[n0:n0 + nb] = z.transpose(order).reshape((nb, groups, kg) + tuple(t * m for t in tiles))
-    crop = (Ellipsis,) + tuple(slice(0, o) for o in geom.out_size)
-    return xp.ascontiguousarray(y[crop]).reshape((args.batch, args.out_channels) + geom.out_size)
+    tiles, chunks = _plan(args, m, gy.itemsize)
+    points = (m + 2) ** nd
+    xt = _channel_last(x, tuple(lo for lo, _ in geom.pad), tuple(t * m + 2 for t in tiles))
+    gt = _channel_last(gy, (0,) * nd, tuple(t * m for t in tiles))  # zeros past the outputs add nothing
+    bk, a = xp.asarray(_kron(m, 0, nd), dtype=gy.dtype), xp.asarray(_kron(m, 2, nd).T, dtype=gy.dtype)
+
+    def run(group):
+        acc = xp.zeros((points, groups, kg, cg), dtype=gy.dtype)
+        for chunk in group:
+            d = _gather(xt, m, m + 2, tiles, chunk)  # (points, cols, C)
+            v = xp.matmul(bk, _flat(d)).reshape(d.shape)
+            e = _gather(gt, m, m, tiles, chunk)  # (m^nd, cols, K)
+            g = xp.matmul(a, _flat(e)).reshape((points,) + e.shape[1:])
+            acc += xp.matmul(_by_group(g, groups).swapaxes(-1, -2), _by_group(v, groups))
+        return acc
+
+    acc = sum(_parallel.map_groups(run, chunks, xp, blas=True))
+    gk = xp.asarray(_kron(m, 1, nd).T, dtype=gy.dtype)
+    gw = xp.matmul(gk, _flat(acc))  # (3^nd, K*C_g)
+    return xp.ascontiguousarray(gw.T).reshape((args.out_channels, cg) + geom.kernel)
 
 
 @dataclass(frozen=True)
@@ -172,7 +302,11 @@ class Tiles:
         return xp.ascontiguousarray(unpad(gpad, args.geom))
 
     def grad_weight(self, gy, x, args):
-        return direct.grad_weight(gy, x, args)
+        """``dL/dK``; an input that is not finite goes to the direct sums (a tile's transform
+        would spread its NaN over the whole tile)."""
+        if not all_finite(x):
+            return direct.grad_weight(gy, x, args)
+        return _weight_gradient(gy, x, args, self.m)
 
 
 # ----------------------------------------------------------------------------- protocol
