@@ -37,8 +37,8 @@ FEATURES = {
     "im2col": ("macs", "patch", "calls", "copied", "call"),
     # transform work (planes * L * log2 L), spectral multiply-adds, elements moved, 1
     "fft": ("transform", "spectral_macs", "moved", "call"),
-    # multiply-adds at the transform points, transform work, 1
-    "winograd": ("macs", "transform", "call"),
+    # multiply-adds at the transform points, the transforms' multiply-adds, elements copied, 1
+    "winograd": ("macs", "transform", "copied", "call"),
     # multiply-adds of the 1-D passes, pass elements, passes' taps, kernel slices factored by SVD, 1
     "separable": ("macs", "elements", "taps", "slices", "call"),
 }
@@ -78,10 +78,12 @@ def features(name, args, dtype):
         return (planes * cells * math.log2(max(cells, 2)), n * k * cg * freqs, (n * c + n * k) * cells, 1.0)
     if name == "winograd":
         m = _winograd.tile_size(args)
-        alpha, nd = m + 2, geom.nd
-        tiles = math.prod(-(-o // m) for o in geom.out_size)
-        points = alpha ** nd
-        return (n * k * cg * points * tiles, (n * c + n * k) * tiles * points * alpha * nd, 1.0)
+        nd = geom.nd
+        tiles = n * math.prod(-(-o // m) for o in geom.out_size)
+        points = (m + 2) ** nd
+        transform = tiles * points * (points * c + m ** nd * k) + points * 3 ** nd * k * cg
+        copied = n * c * math.prod(o + 2 for o in geom.out_size) + n * k * math.prod(geom.out_size) + tiles * points * c
+        return (tiles * points * k * cg, transform, copied, 1.0)
     if name == "separable":
         size, macs, elements = list(geom.padded_size), 0, 0
         for axis, kk in enumerate(geom.kernel):
