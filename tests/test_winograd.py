@@ -84,16 +84,23 @@ BOUNDS = {(1, 2): 1e-6, (1, 4): 5e-6, (2, 2): 1e-6, (2, 4): 2e-5, (3, 2): 2e-6, 
 
 @pytest.mark.parametrize("nd", [1, 2, 3])
 def test_winograd_float32_error_within_documented_bounds(nd):
+    """Forward, input gradient and weight gradient, each against the float64 direct sums."""
     rng = np.random.default_rng(4)
     x = rng.standard_normal((2, 32) + ((256,), (24, 24), (10, 10, 10))[nd - 1])
     w = rng.standard_normal((8, 32) + (3,) * nd) / math.sqrt(32 * 3 ** nd)
     args = args_of(x, w, dict(padding=1))
     ref = direct.forward(x, w, args)
-    x32, w32 = x.astype(np.float32), w.astype(np.float32)
-    err = {m: float(np.abs(winograd.forward(x32, w32, args, tile=m) - ref).max() / np.abs(ref).max())
-           for m in (2, 4)}
-    assert err[2] < BOUNDS[nd, 2] and err[4] < BOUNDS[nd, 4], err
-    assert err[4] > err[2]
+    gy = rng.standard_normal(ref.shape)
+    refs = (ref, direct.grad_input(gy, w, args), direct.grad_weight(gy, x, args))
+    x32, w32, g32 = x.astype(np.float32), w.astype(np.float32), gy.astype(np.float32)
+    for p, r in enumerate(refs):
+        err = {}
+        for m in (2, 4):
+            t = winograd.Tiles(m)
+            got = (t.forward(x32, w32, args), t.grad_input(g32, w32, args), t.grad_weight(g32, x32, args))[p]
+            err[m] = float(np.abs(got - r).max() / np.abs(r).max())
+        assert err[2] < BOUNDS[nd, 2] and err[4] < BOUNDS[nd, 4], (p, err)
+        assert err[4] > err[2], (p, err)
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
