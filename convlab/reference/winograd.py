@@ -50,6 +50,7 @@ from .._params import conv_shape_args
 from .._protocol import Prepared, all_finite, dtype_of, ready
 from . import direct
 from .groups import grouped_weight, matmul
+from .layout import channel_first, channel_last
 from .windows import unpad
 
 CACHE_BYTES = 2 << 20
@@ -112,48 +113,6 @@ def _kron(m, which, nd):
     for _ in range(nd):
         mat = np.kron(mat, TRANSFORMS[m][which])
     return mat
-
-
-def _channel_last(a, lo, size):
-    """``(N, C, *n) -> (N, *size, C)``: ``a`` at offset ``lo`` in zeros. In this layout a
-    tile's cell is a contiguous run of ``C`` values, so gathering tiles copies long runs;
-    samples are copied on every core."""
-    xp = get_array_module(a)
-    nd = len(size)
-    out = xp.empty(a.shape[:1] + tuple(size) + a.shape[1:2], dtype=a.dtype)
-    inner = (slice(None),) + tuple(slice(o, o + n) for o, n in zip(lo, a.shape[2:]))
-    for axis, (o, n) in enumerate(zip(lo, a.shape[2:])):  # zero only the border
-        before = (slice(None),) * (axis + 1)
-        out[before + (slice(0, o),)] = 0
-        out[before + (slice(o + n, None),)] = 0
-
-    def run(group):
-        for n0, n1 in group:
-            out[(slice(n0, n1),) + inner[1:]] = a[n0:n1].transpose((0,) + tuple(range(2, 2 + nd)) + (1,))
-
-    _parallel.map_groups(run, _samples(a.shape[0]), xp)
-    return out
-
-
-def _channel_first(at, size):
-    """The inverse of :func:`_channel_last`: ``(N, *m, K) -> (N, K, *size)``, cropped to ``size``."""
-    xp = get_array_module(at)
-    nd = len(size)
-    out = xp.empty(at.shape[:1] + at.shape[-1:] + tuple(size), dtype=at.dtype)
-    crop = tuple(slice(0, o) for o in size)
-
-    def run(group):
-        for n0, n1 in group:
-            out[n0:n1] = at[(slice(n0, n1),) + crop].transpose((0, nd + 1) + tuple(range(1, nd + 1)))
-
-    _parallel.map_groups(run, _samples(at.shape[0]), xp)
-    return out
-
-
-def _samples(n):
-    """Sample ranges, one or more per worker."""
-    step = max(1, -(-n // _parallel.workers()))
-    return [(n0, min(n, n0 + step)) for n0 in range(0, n, step)]
 
 
 def _plan(args, m, itemsize):
@@ -231,7 +190,7 @@ def _correlate(x, w, args, m):
     geom, nd, groups = args.geom, args.nd, args.groups
     tiles, chunks = _plan(args, m, x.itemsize)
     points = (m + 2) ** nd
-    xt = _channel_last(x, tuple(lo for lo, _ in geom.pad), tuple(t * m + 2 for t in tiles))
+    xt = channel_last(x, tuple(lo for lo, _ in geom.pad), tuple(t * m + 2 for t in tiles))
     yt = xp.empty((args.batch,) + tuple(t * m for t in tiles) + (args.out_channels,), dtype=x.dtype)
     # yt as (*m, N, *tiles, K): output cell i of tile t on each axis.
     blocked = yt.reshape((args.batch,) + tuple(v for t in tiles for v in (t, m)) + yt.shape[-1:])
@@ -249,7 +208,7 @@ def _correlate(x, w, args, m):
             dst[...] = xp.matmul(ak, _flat(mm)).reshape(dst.shape)
 
     _parallel.map_groups(run, chunks, xp, blas=True)
-    return _channel_first(yt, geom.out_size)
+    return channel_first(yt, (0,) * nd, geom.out_size)
 
 
 def _weight_gradient(gy, x, args, m):
@@ -261,8 +220,8 @@ def _weight_gradient(gy, x, args, m):
     kg, cg = args.out_channels // groups, args.in_channels // groups
     tiles, chunks = _plan(args, m, gy.itemsize)
     points = (m + 2) ** nd
-    xt = _channel_last(x, tuple(lo for lo, _ in geom.pad), tuple(t * m + 2 for t in tiles))
-    gt = _channel_last(gy, (0,) * nd, tuple(t * m for t in tiles))  # zeros past the outputs add nothing
+    xt = channel_last(x, tuple(lo for lo, _ in geom.pad), tuple(t * m + 2 for t in tiles))
+    gt = channel_last(gy, (0,) * nd, tuple(t * m for t in tiles))  # zeros past the outputs add nothing
     bk, a = xp.asarray(_kron(m, 0, nd), dtype=gy.dtype), xp.asarray(_kron(m, 2, nd).T, dtype=gy.dtype)
 
     def run(group):
