@@ -27,6 +27,7 @@ from ._backend import workspace_limit
 from .reference import direct as _direct
 from .reference import fft as _fft
 from .reference import im2col as _im2col
+from .reference import patches as _patches
 from .reference import pointwise as _pointwise
 from .reference import winograd as _winograd
 
@@ -62,6 +63,8 @@ def features(name, args, dtype):
     if name in ("direct", "im2col") and _pointwise.serves(args):  # both run the same batched product
         macs, elements, calls, copied = _pointwise.counts(args)
         return (macs, elements, calls, copied, 1.0)
+    if name == "im2col" and _patches.serves(args):  # patches from a channel-last copy
+        return _patches.counts(args) + (1.0,)
     if name == "direct":
         p = _direct.forward_plan(args, itemsize)
         macs, cols, taps, copied = _grid_features(p)

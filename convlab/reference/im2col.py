@@ -25,12 +25,13 @@ from __future__ import annotations
 
 import functools
 import math
+from types import SimpleNamespace
 
 import numpy as np
 
 from .._backend import get_array_module, workspace_limit
 from .._protocol import all_finite, plain
-from . import pointwise
+from . import patches, pointwise
 from .groups import matmul, tap_weights
 from .phases import (MIN_CHUNK, blocked, clear, cropped, input_gradient, outputs, plan, split, spread_gradient,
                      unblocked)
@@ -238,6 +239,14 @@ def supports(args):
     return None  # every convolution
 
 
+# Strided layers and few input channels: the forward pass and the weight gradient read
+# patches from a channel-last copy; the input gradient keeps the phase layout's col2im.
+_CHANNEL_LAST = SimpleNamespace(forward=patches.forward, grad_weight=patches.grad_weight, grad_input=grad_input)
+
+
 def prepare(x, w, args):
-    """A 1x1 kernel without padding has the input itself as its patch matrix: :mod:`.pointwise`."""
-    return plain(__name__, "im2col", x, w, args, run=pointwise if pointwise.serves(args) else None)
+    """A 1x1 kernel without padding has the input itself as its patch matrix
+    (:mod:`.pointwise`); strided layers and few input channels build their patches from a
+    channel-last copy (:mod:`.patches`)."""
+    run = pointwise if pointwise.serves(args) else _CHANNEL_LAST if patches.serves(args) else None
+    return plain(__name__, "im2col", x, w, args, run=run)

@@ -1,0 +1,137 @@
+"""im2col on the channel-last layout, for strided and few-channel convolutions.
+
+The patch of output position ``j`` of sample ``n`` holds its window's cells, rows ordered
+(tap, channel) as the channel-last input holds them::
+
+    P[(n, j), (m, c)] = V_pad[n, j*s + m*d, g*C_g + c]              (cols x prod(k)*C_g)
+    Z[n, g*K_g + k, j] = K_mat[g] @ P[(n, j)]^T                      K_mat[g]: K_g x prod(k)*C_g
+
+In the channel-last copy ``(N, *padded, C)`` (:mod:`.layout`) one window row is a run of
+``k_last * C_g`` values (contiguous when there is one group and no dilation), so the patches
+of a chunk of output rows are one strided view, copied in long runs whatever the stride:
+no stride phases and no per-tap copies of ``C_g`` rows, which is what :mod:`.im2col`'s
+phase layout costs on strided layers and on a few input channels (the 7x7/2 stem). The
+products write the ``(N, K, *out)`` output in place.
+
+The weight gradient (eq. 9.11-9.13) reads the same patches::
+
+    dK_mat[g] = sum over chunks of G[n, g] @ P                     (K_g x prod(k)*C_g)
+
+The input gradient is not computed here: adding ``G^T @ K_mat`` back onto a channel-last
+gradient tap by tap moves runs of only ``C_g`` values (4x slower than :mod:`.im2col`'s
+phase layout on the stem), so :mod:`.im2col` keeps its own for these shapes.
+
+Chunks are output rows of the first spatial axis of one sample; they run on every core.
+"""
+from __future__ import annotations
+
+import math
+
+from .. import _parallel
+from .._backend import as_strided, get_array_module, workspace_limit
+from .groups import matmul
+from .layout import channel_last
+
+CACHE_BYTES = 1 << 20
+MIN_COLUMNS = 256
+# Fewer input channels per group than this make the phase layout's per-tap copies short.
+FEW_CHANNELS = 8
+
+
+def serves(args) -> bool:
+    """Strided convolutions and few input channels (:mod:`.pointwise` takes 1x1 kernels first)."""
+    return any(s > 1 for s in args.geom.stride) or args.in_channels // args.groups < FEW_CHANNELS
+
+
+def _chunks(args, itemsize):
+    """``(n, r0, r1)``: output rows ``r0:r1`` (first spatial axis) of sample ``n``, whose
+    patches stay in cache yet give each product ``MIN_COLUMNS`` columns, enough chunks for
+    every worker, and never above the workspace limit."""
+    geom = args.geom
+    row = math.prod(geom.out_size[1:])
+    per_col = math.prod(geom.kernel) * (args.in_channels // args.groups) * itemsize
+    want = max(MIN_COLUMNS, CACHE_BYTES // max(1, per_col))
+    want = min(want, -(-args.batch * row * geom.out_size[0] // _parallel.workers()))
+    want = max(1, min(want, workspace_limit() // max(1, per_col)))
+    rows = max(1, want // max(1, row))
+    return [(n, r0, min(geom.out_size[0], r0 + rows)) for n in range(args.batch)
+            for r0 in range(0, geom.out_size[0], rows)]
+
+
+def _patches(xt, args, n, r0, r1, g):
+    """The patch matrix of output rows ``r0:r1`` of sample ``n``, group ``g``:
+    ``(cols, prod(k)*C_g)``, one copy of a strided view of the channel-last input."""
+    xp = get_array_module(xt)
+    geom, nd = args.geom, args.nd
+    cg = args.in_channels // args.groups
+    base = xt[n, r0 * geom.stride[0]:, ..., g * cg:(g + 1) * cg]
+    sp = base.strides[:nd]
+    view = as_strided(base, (r1 - r0,) + geom.out_size[1:] + geom.kernel + (cg,),
+                      tuple(st * s for st, s in zip(sp, geom.stride)) + tuple(st * d for st, d in zip(sp, geom.dilation))
+                      + base.strides[-1:])
+    p = xp.ascontiguousarray(view)
+    return p.reshape(math.prod(p.shape[:nd]), math.prod(p.shape[nd:]))
+
+
+def _kernel_matrix(w, args):
+    """``(K, C_g, *k) -> (G, K_g, prod(k)*C_g)``, columns ordered (tap, channel)."""
+    xp = get_array_module(w)
+    nd = args.nd
+    wm = xp.ascontiguousarray(w.transpose((0,) + tuple(range(2, 2 + nd)) + (1,)))
+    return wm.reshape(args.groups, args.out_channels // args.groups, math.prod(wm.shape[1:]))
+
+
+def _channel_last_input(x, args):
+    return channel_last(x, tuple(lo for lo, _ in args.geom.pad), args.geom.padded_size)
+
+
+def _columns(a, args, n, r0, r1, g):
+    """Output channels of group ``g``, columns of rows ``r0:r1`` of sample ``n``: ``(K_g, cols)`` of ``a (N, K, P)``."""
+    kg, row = args.out_channels // args.groups, math.prod(args.geom.out_size[1:])
+    return a[n, g * kg:(g + 1) * kg, r0 * row:r1 * row]
+
+
+def forward(x, w, args):
+    xp = get_array_module(x)
+    xt = _channel_last_input(x, args)
+    wm = _kernel_matrix(w, args)
+    y = xp.empty((args.batch, args.out_channels, math.prod(args.geom.out_size)), dtype=x.dtype)
+
+    def run(group):
+        for n, r0, r1 in group:
+            for g in range(args.groups):
+                out = _columns(y, args, n, r0, r1, g)
+                out[...] = matmul(wm[g], _patches(xt, args, n, r0, r1, g).T)
+
+    _parallel.map_groups(run, _chunks(args, x.itemsize), xp, blas=True)
+    return y.reshape((args.batch, args.out_channels) + args.geom.out_size)
+
+
+def grad_weight(gy, x, args):
+    xp = get_array_module(gy)
+    xt = _channel_last_input(x, args)
+    g2 = gy.reshape(gy.shape[:2] + (math.prod(args.geom.out_size),))
+    kg, cg = args.out_channels // args.groups, args.in_channels // args.groups
+
+    def run(group):
+        acc = xp.zeros((args.groups, kg, math.prod(args.geom.kernel) * cg), dtype=gy.dtype)
+        for n, r0, r1 in group:
+            for g in range(args.groups):
+                acc[g] += xp.matmul(_columns(g2, args, n, r0, r1, g), _patches(xt, args, n, r0, r1, g))
+        return acc
+
+    gw = sum(_parallel.map_groups(run, _chunks(args, gy.itemsize), xp, blas=True))
+    gw = gw.reshape((args.out_channels,) + args.geom.kernel + (cg,)).transpose((0, args.nd + 1) + tuple(range(1, args.nd + 1)))
+    return xp.ascontiguousarray(gw)
+
+
+def counts(args):
+    """The work of :func:`forward` in :mod:`.im2col`'s features: ``(multiply-adds, patch
+    elements, matrix products, copied elements)`` (the channel-last input and the patches)."""
+    geom = args.geom
+    cols = args.batch * math.prod(geom.out_size)
+    rows = math.prod(geom.kernel) * (args.in_channels // args.groups)
+    products = len(_chunks(args, 4)) * args.groups
+    return (cols * rows * args.out_channels, cols * rows * args.groups, products,
+            args.batch * args.in_channels * math.prod(geom.padded_size))
+
