@@ -1,4 +1,4 @@
-"""im2col's channel-last patches (strided layers, few input channels) against the loop oracle."""
+"""im2col's channel-last patches (strided layers) against the loop oracle."""
 import numpy as np
 import pytest
 from oracles import args_of, assert_close, naive_all, operands
@@ -11,7 +11,6 @@ CASES = [
     ("2d-stem", (2, 3, 19, 16), (5, 3, 7, 7), dict(stride=2, padding=3)),
     ("2d-stride2-dil2", (1, 8, 15, 14), (6, 8, 3, 3), dict(stride=2, dilation=2, padding=1)),
     ("2d-stride-pairs-g2", (2, 8, 13, 11), (6, 4, 3, 2), dict(stride=(2, 3), padding=((1, 2), (0, 1)), groups=2)),
-    ("2d-few-channels", (2, 2, 9, 10), (3, 2, 3, 3), dict(padding=1)),
     ("3d-stride2", (1, 2, 7, 8, 6), (3, 2, 3, 3, 3), dict(stride=2, padding=1)),
 ]
 
@@ -45,6 +44,6 @@ def test_patches_in_small_chunks_agree_with_one_chunk():
         convlab.set_workspace_limit(old)
 
 
-def test_many_channels_stride_one_keep_the_phase_layout():
-    x, w = operands((1, 8, 9, 9), (4, 8, 3, 3))
+def test_stride_one_keeps_the_phase_layout():
+    x, w = operands((1, 3, 9, 9), (4, 3, 3, 3))
     assert not patches.serves(args_of(x, w, dict(padding=1)))

@@ -239,14 +239,13 @@ def supports(args):
     return None  # every convolution
 
 
-# Strided layers and few input channels: the forward pass and the weight gradient read
+# Strided layers: the forward pass and the weight gradient read
 # patches from a channel-last copy; the input gradient keeps the phase layout's col2im.
 _CHANNEL_LAST = SimpleNamespace(forward=patches.forward, grad_weight=patches.grad_weight, grad_input=grad_input)
 
 
 def prepare(x, w, args):
     """A 1x1 kernel without padding has the input itself as its patch matrix
-    (:mod:`.pointwise`); strided layers and few input channels build their patches from a
-    channel-last copy (:mod:`.patches`)."""
+    (:mod:`.pointwise`); strided layers build their patches from a channel-last copy (:mod:`.patches`)."""
     run = pointwise if pointwise.serves(args) else _CHANNEL_LAST if patches.serves(args) else None
     return plain(__name__, "im2col", x, w, args, run=run)

@@ -1,4 +1,4 @@
-"""im2col on the channel-last layout, for strided and few-channel convolutions.
+"""im2col on the channel-last layout, for strided convolutions.
 
 The patch of output position ``j`` of sample ``n`` holds its window's cells, rows ordered
 (tap, channel) as the channel-last input holds them::
@@ -10,7 +10,7 @@ In the channel-last copy ``(N, *padded, C)`` (:mod:`.layout`) one window row is 
 ``k_last * C_g`` values (contiguous when there is one group and no dilation), so the patches
 of a chunk of output rows are one strided view, copied in long runs whatever the stride:
 no stride phases and no per-tap copies of ``C_g`` rows, which is what :mod:`.im2col`'s
-phase layout costs on strided layers and on a few input channels (the 7x7/2 stem). The
+phase layout costs on strided layers (most on few channels: the 7x7/2 stem). The
 products write the ``(N, K, *out)`` output in place.
 
 The weight gradient (eq. 9.11-9.13) reads the same patches::
@@ -34,13 +34,9 @@ from .layout import channel_last
 
 CACHE_BYTES = 1 << 20
 MIN_COLUMNS = 256
-# Fewer input channels per group than this make the phase layout's per-tap copies short.
-FEW_CHANNELS = 8
-
-
 def serves(args) -> bool:
-    """Strided convolutions and few input channels (:mod:`.pointwise` takes 1x1 kernels first)."""
-    return any(s > 1 for s in args.geom.stride) or args.in_channels // args.groups < FEW_CHANNELS
+    """Strided convolutions (:mod:`.pointwise` takes 1x1 kernels first)."""
+    return any(s > 1 for s in args.geom.stride)
 
 
 def _chunks(args, itemsize):
