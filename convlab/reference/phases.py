@@ -231,6 +231,17 @@ def _plan(args, bytes_per_column, min_columns, limit) -> Plan:
     return Plan(args, layout, n // samples, samples, step, columns)
 
 
+def most(fixed, each, budget, cap):
+    """The largest count ``c <= cap`` with ``fixed + c * each <= budget``, and at least 1: how
+    many samples or channels a chunk of an algorithm's buffers may take under a budget."""
+    return max(1, min(cap, (budget - fixed) // max(1, each)))
+
+
+def spans(count, step):
+    """``[(start, stop), ...]`` covering ``range(count)`` ``step`` at a time."""
+    return [(a, min(a + step, count)) for a in range(0, count, step)]
+
+
 # ----------------------------------------------------------------------------- to and from the grid
 #
 # The passes run block by block: each block's input is split into phases, and its output (or
