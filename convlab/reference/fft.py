@@ -142,11 +142,17 @@ def region_size(n, span):
 def _region_ratio(a, geom):
     """Largest over smallest nonzero regional maximum of ``|a|`` (``a``: ``(N, C, *sp)``),
     worst over samples; ``inf`` when ``a`` is not finite. Channels are merged: every output
-    sums over them, so a region's scale is its largest channel."""
-    xp = get_array_module(a)
-    nd = geom.nd
+    sums over them, so a region's scale is its largest channel. Samples are taken in chunks
+    whose magnitudes (and their edge padding) stay under the workspace limit."""
     if a.size == 0:
         return 1.0
+    nb = most(0, 2 * a[:1].nbytes, workspace_limit(), a.shape[0])
+    return max(_chunk_ratio(a[n0:n1], geom) for n0, n1 in spans(a.shape[0], nb))
+
+
+def _chunk_ratio(a, geom):
+    xp = get_array_module(a)
+    nd = geom.nd
     size = a.shape[2:]
     block = tuple(region_size(n, s) for n, s in zip(size, geom.span))
     counts = tuple(-(-n // b) for n, b in zip(size, block))
