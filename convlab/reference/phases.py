@@ -47,11 +47,11 @@ class PhaseLayout:
     taps: tuple    # one (phase, flat offset) per tap, row-major tap order
     span: int      # flat columns from the first output of a plane to its last, inclusive
 
-    @property
+    @functools.cached_property
     def plane(self) -> int:
         return math.prod(self.grid)
 
-    @property
+    @functools.cached_property
     def phases(self) -> int:
         return max(p for p, _ in self.taps) + 1
 
@@ -170,7 +170,7 @@ class Plan:
         """The samples of block ``b``."""
         return slice(b * self.samples, (b + 1) * self.samples)
 
-    @property
+    @functools.cached_property
     def one(self):
         """The plan of a single block (the passes run block by block, see :func:`blockwise`)."""
         return dataclasses.replace(self, blocks=1)
