@@ -91,7 +91,9 @@ def _column_plan(args, itemsize, limit):
     rows = args.in_channels * math.prod(args.geom.kernel)
     # Each tap's copy moves C_g rows: enough columns that a copy is not all call overhead.
     wide = max(MIN_CHUNK, COPY_ELEMENTS // max(1, args.in_channels // args.groups))
-    p = plan(args, rows * itemsize, wide)
+    # A column holds the patch's rows, and in col2im one tap's gathered rows, their sum and
+    # the column's index (:class:`Gathers`), all under the workspace limit.
+    p = plan(args, (rows + 2 * args.in_channels) * itemsize + 8, wide)
     idx = exact_columns(args, p)
     if idx is None:
         return p, None
@@ -151,7 +153,12 @@ class Gathers:
 
     def gradient(self, gy, b, buf=None):
         g = blocked(gy[self.p.block(b)], self.args.groups, self.p.one, self.args.nd)
-        return g.reshape(g.shape[:3] + (self.width,))  # a view for one sample a block
+        if self.p.samples == 1:
+            return g.reshape(g.shape[:3] + (self.width,))  # a view
+        if buf is None:
+            buf = get_array_module(gy).empty(g.shape[:3] + (self.width,), dtype=gy.dtype)
+        buf.reshape(g.shape)[...] = g
+        return buf
 
     def output(self, y, b, buf=None):
         a = self.args
