@@ -66,7 +66,8 @@ def unchunked(algorithm, args, itemsize):
     g = args.geom
     n, c, k = args.batch, args.in_channels, args.out_channels
     cells, taps = math.prod(g.padded_size), math.prod(g.kernel)
-    return {"direct": (n * c + n * k) * cells,                  # padded input, output on the grid (stride 1)
+    grid = phases.plan(args).layout
+    return {"direct": n * (grid.phases * c + k) * grid.plane,   # padded input and output on the phase grid
             "im2col": n * c * taps * math.prod(g.out_size),     # the patch matrix
             "fft": (n * c + k * c + n * k) * cells,             # input, kernel and product spectra
             "separable": n * k * c * cells,                     # one pass's intermediate
