@@ -172,7 +172,7 @@ class Plan:
 
     @functools.cached_property
     def one(self):
-        """The plan of a single block (the passes run block by block, see :func:`blockwise`)."""
+        """The plan of a single block: the passes run block by block."""
         return dataclasses.replace(self, blocks=1)
 
     @property

@@ -206,8 +206,9 @@ def _back_passes(gt, coefs, args, ts=None):
     return gt.sum(axis=2), grads
 
 
-def _backward(gy, x, factors, args):
-    """``dL/dx``, and the factor gradients when ``x`` is given, chunk by chunk."""
+def backward_factors(gy, x, factors, args):
+    """``(dL/dx, [dL/df_a])`` of :func:`forward_factors` for output gradient ``gy``, chunk by
+    chunk; with ``x`` None only ``dL/dx`` (and None for the factor gradients)."""
     xp = get_array_module(gy)
     geom, g = args.geom, args.groups
     coefs = [_coefficients(f, args) for f in factors]
@@ -223,17 +224,15 @@ def _backward(gy, x, factors, args):
             ts = None if x is None else _passes(t0, cs, args)
             part, gf = _back_passes(gyg[n0:n1, :, k0:k1], cs, args, ts)
             del ts
-            gpad = part if gpad is None else gpad + part
+            if gpad is None:
+                gpad = part
+            else:
+                gpad += part
             for total, more in zip(grads or (), gf):
                 total[:, k0:k1] += more
         if gpad is not None:  # else no output channels: a zero gradient
             gx[n0:n1] = unpad(gpad.reshape((n1 - n0, args.in_channels) + geom.padded_size), geom)
     return gx, None if grads is None else [a.reshape(f.shape) for a, f in zip(grads, factors)]
-
-
-def backward_factors(gy, x, factors, args):
-    """``(dL/dx, [dL/df_a])`` of :func:`forward_factors` for output gradient ``gy``."""
-    return _backward(gy, x, factors, args)
 
 
 # ----------------------------------------------------------------------------- protocol
@@ -248,7 +247,7 @@ class Factored:
         return forward_factors(x, self.factors, args)
 
     def grad_input(self, gy, w, args):
-        return _backward(gy, None, self.factors, args)[0]
+        return backward_factors(gy, None, self.factors, args)[0]
 
     def grad_weight(self, gy, x, args):
         # The gradient of a full kernel is not rank-1 in general: the direct sum over taps.
