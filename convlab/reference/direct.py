@@ -24,7 +24,7 @@ from .._backend import get_array_module
 from .._protocol import all_finite, plain
 from . import pointwise
 from .groups import matmul, tap_weights
-from .phases import clear, cropped, input_gradient, outputs, plan, split, spread_gradient
+from .phases import block_gradient, block_input, block_output, clear, cropped, plan, store_input_gradient, store_output
 
 
 def forward_plan(args, itemsize):
@@ -35,57 +35,69 @@ def forward_plan(args, itemsize):
 def forward(x, w, args):
     xp = get_array_module(x)
     p = forward_plan(args, x.itemsize)
-    ph = split(x, args, p)
     wt = tap_weights(w, args)  # (taps, G, K_g, C_g)
-    z = xp.empty((p.blocks,) + wt.shape[1:3] + (p.width,), dtype=x.dtype)
-    tmp = None
-    for b, c0, cn in p.chunks():
-        acc = z[b, :, :, c0:c0 + cn]
-        tmp = xp.empty(wt.shape[1:3] + (cn,), dtype=x.dtype) if tmp is None else tmp
-        for t, (phase, off) in enumerate(p.layout.taps):
-            cols = ph[phase, b, :, :, c0 + off:c0 + off + cn]
-            if t == 0:
-                matmul(wt[t], cols, out=acc)
-            else:
-                acc += matmul(wt[t], cols, out=tmp[..., :cn])
-    return outputs(z, args, p)
+    y = xp.empty((args.batch, args.out_channels) + args.geom.out_size, dtype=x.dtype)
+    ph = z = tmp = None
+    for b in range(p.blocks):
+        ph = block_input(x, args, p, b, ph)
+        z = block_output(y, args, p, b, z)
+        for c0, cn in p.column_chunks():
+            acc = z[0, :, :, c0:c0 + cn]
+            tmp = xp.empty(wt.shape[1:3] + (cn,), dtype=x.dtype) if tmp is None else tmp
+            for t, (phase, off) in enumerate(p.layout.taps):
+                cols = ph[phase, 0, :, :, c0 + off:c0 + off + cn]
+                if t == 0:
+                    matmul(wt[t], cols, out=acc)
+                else:
+                    acc += matmul(wt[t], cols, out=tmp[..., :cn])
+        store_output(y, z, args, p, b)
+    return y
 
 
 def grad_input(gy, w, args):
     xp = get_array_module(gy)
     p = plan(args, (args.in_channels + args.out_channels) * gy.itemsize)
-    g = spread_gradient(gy, args, p)
     wt = tap_weights(w, args).swapaxes(-1, -2)  # (taps, G, C_g, K_g)
     crop = None if all_finite(w) else cropped(args, p, gy)  # inf * 0 on the cropped cells is NaN
-    gph = xp.zeros((p.layout.phases, p.blocks) + wt.shape[1:3] + (p.width,), dtype=gy.dtype)
-    tmp = None
-    for b, c0, cn in p.chunks():
-        tmp = xp.empty(wt.shape[1:3] + (cn,), dtype=gy.dtype) if tmp is None else tmp
+    gx = xp.zeros((args.batch, args.in_channels) + args.geom.in_size, dtype=gy.dtype)
+    gph = xp.empty((p.layout.phases, 1) + wt.shape[1:3] + (p.width,), dtype=gy.dtype)
+    g = tmp = None
+    for b in range(p.blocks):
+        g = block_gradient(gy, args, p, b, g)
+        gph[...] = 0
+        for c0, cn in p.column_chunks():
+            tmp = xp.empty(wt.shape[1:3] + (cn,), dtype=gy.dtype) if tmp is None else tmp
+            for t, (phase, off) in enumerate(p.layout.taps):
+                prod = clear(matmul(wt[t], g[0, :, :, c0:c0 + cn], out=tmp[..., :cn]), crop, c0)
+                gph[phase, 0, :, :, c0 + off:c0 + off + cn] += prod
+        store_input_gradient(gx, gph, args, p, b)
+    return gx
+
+
+def _weight_taps(gy, x, args, p, crop):
+    """``(G, K_g, C_g, taps)``: per tap, the output gradient times the columns it read,
+    summed over the blocks."""
+    xp = get_array_module(gy)
+    gw = xp.zeros((args.groups, args.out_channels // args.groups, args.in_channels // args.groups,
+                   len(p.layout.taps)), dtype=gy.dtype)
+    ph = g = None
+    for b in range(p.blocks):
+        ph = block_input(x, args, p, b, ph)
+        g = block_gradient(gy, args, p, b, g)
+        gc = g[0, :, :, :p.columns]
         for t, (phase, off) in enumerate(p.layout.taps):
-            prod = clear(matmul(wt[t], g[b, :, :, c0:c0 + cn], out=tmp[..., :cn]), crop, c0)
-            gph[phase, b, :, :, c0 + off:c0 + off + cn] += prod
-    return input_gradient(gph, args, p)
-
-
-def _weight_taps(g, ph, p, crop):
-    """``(G, K_g, C_g, taps)``: per tap, the output gradient times the columns it read."""
-    xp = get_array_module(g)
-    gw = xp.empty(g.shape[1:3] + (ph.shape[3], len(p.layout.taps)), dtype=g.dtype)
-    for t, (phase, off) in enumerate(p.layout.taps):
-        cols = ph[phase, ..., off:off + p.columns]
-        cols = cols if crop is None else xp.where(crop, 0, cols)
-        gw[..., t] = xp.matmul(g, cols.swapaxes(-1, -2)).sum(axis=0)
+            cols = ph[phase, 0, :, :, off:off + p.columns]
+            cols = cols if crop is None else xp.where(crop, 0, cols)
+            gw[..., t] += xp.matmul(gc, cols.swapaxes(-1, -2))
     return gw
 
 
 def grad_weight(gy, x, args):
     p = plan(args)
-    ph = split(x, args, p)
-    g = spread_gradient(gy, args, p)[..., :p.columns]
-    gw = _weight_taps(g, ph, p, None)
+    gw = _weight_taps(gy, x, args, p, None)
     if not all_finite(gw):  # maybe a non-finite cell of x met the zeros of the cropped columns
-        gw = _weight_taps(g, ph, p, cropped(args, p, gy)[:p.columns])
-    return gw.reshape((args.out_channels, ph.shape[3]) + args.geom.kernel)
+        gw = _weight_taps(gy, x, args, p, cropped(args, p, gy)[:p.columns])
+    return gw.reshape((args.out_channels, args.in_channels // args.groups) + args.geom.kernel)
 
 
 # ----------------------------------------------------------------------------- protocol

@@ -38,10 +38,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .._backend import get_array_module
+from .._backend import get_array_module, workspace_limit
 from .._protocol import Prepared, all_finite, dtype_of
 from . import direct
 from .groups import grouped_weight, matmul, split_groups
+from .phases import most, spans
 
 FLOAT32_TOLERANCE = 1e-4
 MIN_REGION = 8
@@ -94,8 +95,12 @@ def _every(step, count, start=None):
 
 
 def _spatial_first(a, groups, nd):
-    """``(N, C, *sp) -> (*sp, G, N, C/G)``: one copy."""
-    a = split_groups(a, groups)  # (N, G, C_g, *sp)
+    """``(N, C, *sp) -> (*sp, G, N, C/G)`` (a view)."""
+    return _grouped_spatial_first(split_groups(a, groups), nd)
+
+
+def _grouped_spatial_first(a, nd):
+    """``(N, G, C_g, *sp) -> (*sp, G, N, C_g)`` (a view)."""
     return a.transpose(tuple(range(3, 3 + nd)) + (1, 0, 2))
 
 
@@ -105,20 +110,11 @@ def _padded(x, args, size, dtype):
     return _embed(_spatial_first(x, args.groups, args.nd), size, args.nd, dtype, start=lo)
 
 
-def _channels_first(a, nd):
-    """``(*sp, G, N, C_g) -> (N, G*C_g, *sp)``, contiguous."""
-    xp = get_array_module(a)
-    g, n, cg = a.shape[nd:]
-    out = a.transpose((nd + 1, nd, nd + 2) + tuple(range(nd)))
-    return xp.ascontiguousarray(out).reshape((n, g * cg) + a.shape[:nd])
-
-
-def _kernel_spectrum(w, args, size, dtype):
-    """``(K, C_g, *k) -> (F, G, C_g, K_g)``: the dilated kernel's transform, frequency-major."""
-    geom, nd = args.geom, args.nd
-    wg = grouped_weight(w, args.groups)  # (G, K_g, C_g, *k)
+def _kernel_spectrum(wg, args, size, dtype):
+    """``wg (G, K_g, C_g, *k) -> (F, G, C_g, K_g)``: the dilated kernel's transform, frequency-major."""
+    nd = args.nd
     ws = wg.transpose(tuple(range(3, 3 + nd)) + (0, 2, 1))  # (*k, G, C_g, K_g)
-    spec = _rfftn(_embed(ws, size, nd, dtype, geom.dilation), size, nd)
+    spec = _rfftn(_embed(ws, size, nd, dtype, args.geom.dilation), size, nd)
     return _frequency_major(spec, nd)
 
 
@@ -146,11 +142,17 @@ def region_size(n, span):
 def _region_ratio(a, geom):
     """Largest over smallest nonzero regional maximum of ``|a|`` (``a``: ``(N, C, *sp)``),
     worst over samples; ``inf`` when ``a`` is not finite. Channels are merged: every output
-    sums over them, so a region's scale is its largest channel."""
-    xp = get_array_module(a)
-    nd = geom.nd
+    sums over them, so a region's scale is its largest channel. Samples are taken in chunks
+    whose magnitudes (and their edge padding) stay under the workspace limit."""
     if a.size == 0:
         return 1.0
+    nb = most(0, 2 * a[:1].nbytes, workspace_limit(), a.shape[0])
+    return max(_chunk_ratio(a[n0:n1], geom) for n0, n1 in spans(a.shape[0], nb))
+
+
+def _chunk_ratio(a, geom):
+    xp = get_array_module(a)
+    nd = geom.nd
     size = a.shape[2:]
     block = tuple(region_size(n, s) for n, s in zip(size, geom.span))
     counts = tuple(-(-n // b) for n, b in zip(size, block))
@@ -190,48 +192,112 @@ def work_dtype(signal, w, geom, dtype=None):
 
 # ----------------------------------------------------------------------------- algorithm
 
-def correlate(x, w, args, dtype):
-    """The forward pass computed in ``dtype`` (no guard); returns ``(N, K, *out)`` in ``dtype``."""
-    geom, nd = args.geom, args.nd
-    size = fft_size(geom)
-    spec = _rfftn(_padded(x, args, size, dtype), size, nd)
-    freq = spec.shape[:nd]
-    spec = _frequency_major(spec, nd)  # (F, G, N, C_g)
-    wspec = _kernel_spectrum(w, args, size, dtype)
-    prod = matmul(spec, _conjugated(wspec))  # (F, G, N, K_g)
-    z = _irfftn(prod.reshape(freq + prod.shape[1:]), size, nd)
-    return _channels_first(z[_every(geom.stride, geom.out_size)], nd)
+def _plane_bytes(size, dtype):
+    """Bytes of one plane's spectrum (about those of one real plane of the transform size)."""
+    return math.prod(size[:-1]) * (size[-1] // 2 + 1) * 2 * np.dtype(dtype).itemsize
 
 
-def convolve_transposed(gy, w, args, dtype):
-    """The input gradient computed in ``dtype`` (no guard): ``(N, C, *n)``."""
-    geom, nd = args.geom, args.nd
+def _chunking(args, size, dtype, c, r, weight=False):
+    """``(samples, channels)`` per chunk of a pass that contracts ``c`` channels into ``r``
+    per group: as many output channels as fit, then as many samples, so that the chunk's
+    spectra stay under the workspace limit (at least one of each). Counted in planes: the
+    samples' input planes and their spectra (``2 nb c``), the kernel's (``2 c kb``, or for
+    the weight gradient its sum and the last product, ``3 c kb``) and the product's spectra
+    and real planes (``2 nb G kb``)."""
+    budget = workspace_limit() // _plane_bytes(size, dtype)
+    kernel = 3 * c if weight else 2 * c
+    kb = most(2 * c, kernel + 2 * args.groups, budget, r)
+    nb = most(kernel * kb, 2 * c + 2 * args.groups * kb, budget, args.batch)
+    return nb, kb
+
+
+def correlate(x, w, args, dtype, out_dtype=None):
+    """The forward pass computed in ``dtype`` (no guard): ``(N, K, *out)`` in ``out_dtype``
+    (default ``dtype``), in chunks of samples and output channels (:func:`_chunking`)."""
+    xp = get_array_module(x)
+    geom, nd, groups = args.geom, args.nd, args.groups
     size = fft_size(geom)
-    spec = _rfftn(_embed(_spatial_first(gy, args.groups, nd), size, nd, dtype, geom.stride), size, nd)
-    freq = spec.shape[:nd]
-    spec = _frequency_major(spec, nd)  # (F, G, N, K_g)
-    prod = matmul(spec, _kernel_spectrum(w, args, size, dtype).swapaxes(-1, -2))  # (F, G, N, C_g)
-    gpad = _irfftn(prod.reshape(freq + prod.shape[1:]), size, nd)
+    kg = args.out_channels // groups
+    y = xp.empty((args.batch, args.out_channels) + geom.out_size, dtype=out_dtype or dtype)
+    yg = split_groups(y, groups)  # (N, G, K_g, *out)
+    wg = grouped_weight(w, groups)  # (G, K_g, C_g, *k)
+    nb, kb = _chunking(args, size, dtype, args.in_channels, kg)
+    ks = spans(kg, kb)
+    wspecs = [_conjugated(_kernel_spectrum(wg, args, size, dtype))] if len(ks) == 1 else None
+    for n0, n1 in spans(args.batch, nb):
+        spec = _rfftn(_padded(x[n0:n1], args, size, dtype), size, nd)
+        freq = spec.shape[:nd]
+        spec = _frequency_major(spec, nd)  # (F, G, nb, C_g)
+        for i, (k0, k1) in enumerate(ks):
+            wspec = wspecs[i] if wspecs else _conjugated(_kernel_spectrum(wg[:, k0:k1], args, size, dtype))
+            prod = matmul(spec, wspec)  # (F, G, nb, kb)
+            del wspec
+            z = _irfftn(prod.reshape(freq + prod.shape[1:]), size, nd)
+            del prod
+            yg[n0:n1, :, k0:k1] = _channels_first_view(z[_every(geom.stride, geom.out_size)], nd)
+    return y
+
+
+def _channels_first_view(a, nd):
+    """``(*sp, G, N, R) -> (N, G, R, *sp)`` (a view)."""
+    return a.transpose((nd + 1, nd, nd + 2) + tuple(range(nd)))
+
+
+def convolve_transposed(gy, w, args, dtype, out_dtype=None):
+    """The input gradient computed in ``dtype`` (no guard): ``(N, C, *n)`` in ``out_dtype``
+    (default ``dtype``), in chunks of samples and input channels."""
+    xp = get_array_module(gy)
+    geom, nd, groups = args.geom, args.nd, args.groups
+    size = fft_size(geom)
+    cg = args.in_channels // groups
+    gx = xp.empty((args.batch, args.in_channels) + geom.in_size, dtype=out_dtype or dtype)
+    gxg = split_groups(gx, groups)  # (N, G, C_g, *n)
+    wg = grouped_weight(w, groups)  # (G, K_g, C_g, *k)
+    nb, cb = _chunking(args, size, dtype, args.out_channels, cg)
+    cs = spans(cg, cb)
     crop = tuple(slice(lo, lo + n) for n, (lo, _) in zip(geom.in_size, geom.pad))
-    return _channels_first(gpad[crop], nd)
+
+    def spectrum(c0, c1):  # (F, G, K_g, cb)
+        return _kernel_spectrum(wg[:, :, c0:c1], args, size, dtype).swapaxes(-1, -2)
+
+    wspecs = [spectrum(*cs[0])] if len(cs) == 1 else None
+    for n0, n1 in spans(args.batch, nb):
+        spec = _rfftn(_embed(_spatial_first(gy[n0:n1], groups, nd), size, nd, dtype, geom.stride), size, nd)
+        freq = spec.shape[:nd]
+        spec = _frequency_major(spec, nd)  # (F, G, nb, K_g)
+        for i, (c0, c1) in enumerate(cs):
+            wspec = wspecs[i] if wspecs else spectrum(c0, c1)
+            prod = matmul(spec, wspec)  # (F, G, nb, cb)
+            del wspec
+            gpad = _irfftn(prod.reshape(freq + prod.shape[1:]), size, nd)
+            del prod
+            gxg[n0:n1, :, c0:c1] = _channels_first_view(gpad[crop], nd)
+    return gx
 
 
 def weight_gradient(gy, x, args, dtype):
-    """The weight gradient computed in ``dtype`` (no guard): ``(K, C_g, *k)``."""
-    geom, nd = args.geom, args.nd
+    """The weight gradient computed in ``dtype`` (no guard): ``(K, C_g, *k)``, in chunks of
+    output channels; within one, the spectral products are summed over chunks of samples."""
+    xp = get_array_module(gy)
+    geom, nd, groups = args.geom, args.nd, args.groups
     size = fft_size(geom)
-    gs = _embed(_spatial_first(gy, args.groups, nd), size, nd, dtype, geom.stride)
-    gspec = _rfftn(gs, size, nd)
-    freq = gspec.shape[:nd]
-    gspec = _frequency_major(gspec, nd)  # (F, G, N, K_g)
-    xspec = _rfftn(_padded(x, args, size, dtype), size, nd)
-    xspec = _frequency_major(xspec, nd)  # (F, G, N, C_g)
-    prod = matmul(_conjugated(gspec).swapaxes(-1, -2), xspec)  # (F, G, K_g, C_g)
-    gwd = _irfftn(prod.reshape(freq + prod.shape[1:]), size, nd)
-    gw = gwd[_every(geom.dilation, geom.kernel)]  # (*k, G, K_g, C_g)
-    gw = gw.transpose((nd, nd + 1, nd + 2) + tuple(range(nd)))
-    xp = get_array_module(gw)
-    return xp.ascontiguousarray(gw).reshape((args.out_channels, args.in_channels // args.groups) + geom.kernel)
+    kg, cg = args.out_channels // groups, args.in_channels // groups
+    gw = xp.empty((args.out_channels, cg) + geom.kernel, dtype=dtype)
+    gwg = grouped_weight(gw, groups)  # (G, K_g, C_g, *k)
+    nb, kb = _chunking(args, size, dtype, args.in_channels, kg, weight=True)
+    freq = size[:-1] + (size[-1] // 2 + 1,)
+    for k0, k1 in spans(kg, kb):
+        acc = xp.zeros((math.prod(freq), groups, k1 - k0, cg), dtype=np.result_type(dtype, np.complex64))
+        for n0, n1 in spans(args.batch, nb):
+            g = _grouped_spatial_first(split_groups(gy[n0:n1], groups)[:, :, k0:k1], nd)
+            gspec = _frequency_major(_rfftn(_embed(g, size, nd, dtype, geom.stride), size, nd), nd)
+            xspec = _frequency_major(_rfftn(_padded(x[n0:n1], args, size, dtype), size, nd), nd)
+            acc += matmul(_conjugated(gspec).swapaxes(-1, -2), xspec)  # (F, G, kb, C_g)
+            del gspec, xspec
+        gwd = _irfftn(acc.reshape(freq + acc.shape[1:]), size, nd)
+        del acc
+        gwg[:, k0:k1] = gwd[_every(geom.dilation, geom.kernel)].transpose((nd, nd + 1, nd + 2) + tuple(range(nd)))
+    return gw
 
 
 @dataclass(frozen=True)
@@ -241,10 +307,10 @@ class Passes:
     dtype: np.dtype
 
     def forward(self, x, w, args):
-        return correlate(x, w, args, self.dtype).astype(x.dtype, copy=False)
+        return correlate(x, w, args, self.dtype, x.dtype)
 
     def grad_input(self, gy, w, args):
-        return convolve_transposed(gy, w, args, self.dtype).astype(gy.dtype, copy=False)
+        return convolve_transposed(gy, w, args, self.dtype, gy.dtype)
 
     def grad_weight(self, gy, x, args):
         # Each weight-gradient entry sums over the whole input, so its direct error is

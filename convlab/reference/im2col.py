@@ -33,8 +33,8 @@ from .._backend import get_array_module, workspace_limit
 from .._protocol import all_finite, plain
 from . import patches, pointwise
 from .groups import matmul, tap_weights
-from .phases import (MIN_CHUNK, blocked, clear, cropped, input_gradient, outputs, plan, split, spread_gradient,
-                     unblocked)
+from .phases import (MIN_CHUNK, block_gradient, block_input, block_output, blocked, clear, cropped, plan,
+                     store_input_gradient, store_output)
 from .windows import add_tap, taps, windows
 
 
@@ -92,7 +92,9 @@ def _column_plan(args, itemsize, limit):
     rows = args.in_channels * math.prod(args.geom.kernel)
     # Each tap's copy moves C_g rows: enough columns that a copy is not all call overhead.
     wide = max(MIN_CHUNK, COPY_ELEMENTS // max(1, args.in_channels // args.groups))
-    p = plan(args, rows * itemsize, wide)
+    # A column holds the patch's rows, and in col2im one tap's gathered rows, their sum and
+    # the column's index (:class:`Gathers`), all under the workspace limit.
+    p = plan(args, (rows + 2 * args.in_channels) * itemsize + 8, wide)
     idx = exact_columns(args, p)
     if idx is None:
         return p, None
@@ -102,28 +104,32 @@ def _column_plan(args, itemsize, limit):
 
 class Ranges:
     """The patch's columns are every grid column from a block's first output to its last:
-    each tap's rows are one contiguous range of a phase, moved by block copies."""
+    each tap's rows are one contiguous range of a phase, moved by block copies. Arrays hold
+    one block (:func:`.phases.block_input`)."""
 
     def __init__(self, args, p):
         self.args, self.p, self.width = args, p, p.width
 
-    def gather(self, dst, ph, b, t, c0, cn):
-        """Tap ``t``'s patch rows of block ``b``, columns ``c0 .. c0+cn``, into ``dst``."""
+    def gather(self, dst, ph, t, c0, cn):
+        """Tap ``t``'s patch rows of the block ``ph``, columns ``c0 .. c0+cn``, into ``dst``."""
         phase, off = self.p.layout.taps[t]
-        dst[...] = ph[phase, b, :, :, c0 + off:c0 + off + cn]
+        dst[...] = ph[phase, 0, :, :, c0 + off:c0 + off + cn]
 
-    def scatter(self, gph, rows, b, t, c0, cn):
-        """Adjoint of :meth:`gather`: add ``rows`` onto the phase gradient ``gph``."""
+    def scatter(self, gph, rows, t, c0, cn):
+        """Adjoint of :meth:`gather`: add ``rows`` onto the block's phase gradient ``gph``."""
         phase, off = self.p.layout.taps[t]
-        gph[phase, b, :, :, c0 + off:c0 + off + cn] += rows
+        gph[phase, 0, :, :, c0 + off:c0 + off + cn] += rows
 
-    def gradient(self, gy):
-        """The output gradient ``(B, G, K_g, width)`` in the patch's column order."""
-        return spread_gradient(gy, self.args, self.p)
+    def gradient(self, gy, b, buf=None):
+        """Block ``b`` of the output gradient, ``(1, G, K_g, width)``, in the patch's column order."""
+        return block_gradient(gy, self.args, self.p, b, buf)
 
-    def outputs(self, z):
-        """``(B, G, K_g, width)`` -> ``(N, K, *out)``."""
-        return outputs(z, self.args, self.p)
+    def output(self, y, b, buf=None):
+        """Where block ``b``'s outputs are computed, ``(1, G, K_g, width)`` (:meth:`store` puts them in ``y``)."""
+        return block_output(y, self.args, self.p, b, buf)
+
+    def store(self, y, z, b):
+        store_output(y, z, self.args, self.p, b)
 
     def cropped(self, like):
         """The columns that hold no output (:func:`.phases.cropped`)."""
@@ -137,22 +143,36 @@ class Gathers:
     def __init__(self, args, p, idx):
         self.args, self.p, self.idx, self.width = args, p, idx, idx.size
 
-    def gather(self, dst, ph, b, t, c0, cn):
+    def gather(self, dst, ph, t, c0, cn):
         phase, off = self.p.layout.taps[t]
-        get_array_module(ph).take(ph[phase, b], self.idx[c0:c0 + cn] + off, axis=-1, out=dst)
+        get_array_module(ph).take(ph[phase, 0], self.idx[c0:c0 + cn] + off, axis=-1, out=dst)
 
-    def scatter(self, gph, rows, b, t, c0, cn):
+    def scatter(self, gph, rows, t, c0, cn):
         phase, off = self.p.layout.taps[t]
-        target = gph[phase, b]
+        target = gph[phase, 0]
         target[..., self.idx[c0:c0 + cn] + off] += rows  # distinct columns within one tap: exact
 
-    def gradient(self, gy):
-        g = blocked(gy, self.args.groups, self.p, self.args.nd)
-        return g.reshape(g.shape[:3] + (self.width,))
+    def gradient(self, gy, b, buf=None):
+        g = blocked(gy[self.p.block(b)], self.args.groups, self.p.one, self.args.nd)
+        if self.p.samples == 1:
+            return g.reshape(g.shape[:3] + (self.width,))  # a view
+        if buf is None:
+            buf = get_array_module(gy).empty(g.shape[:3] + (self.width,), dtype=gy.dtype)
+        buf.reshape(g.shape)[...] = g
+        return buf
 
-    def outputs(self, z):
+    def output(self, y, b, buf=None):
         a = self.args
-        return unblocked(z.reshape(z.shape[:3] + (self.p.samples,) + a.geom.out_size), self.p, a.nd)
+        if self.p.samples == 1:  # the columns are the sample's output cells in order
+            return y[self.p.block(b)].reshape((1, a.groups, a.out_channels // a.groups, self.width))
+        if buf is None:
+            buf = get_array_module(y).empty((1, a.groups, a.out_channels // a.groups, self.width), dtype=y.dtype)
+        return buf
+
+    def store(self, y, z, b):
+        a, p = self.args, self.p
+        if p.samples > 1:
+            blocked(y[p.block(b)], a.groups, p.one, a.nd)[...] = z.reshape(z.shape[:3] + (p.samples,) + a.geom.out_size)
 
     def cropped(self, like):
         return None  # every column is an output
@@ -164,11 +184,11 @@ def _columns(args, like):
     return Ranges(args, p) if idx is None else Gathers(args, p, get_array_module(like).asarray(idx))
 
 
-def _fill(cols, ph, cl, b, c0, cn):
-    """Patch rows ``(G, taps*C_g, cn)`` of block ``b``, columns ``c0 .. c0+cn``: a copy per tap."""
+def _fill(cols, ph, cl, c0, cn):
+    """Patch rows ``(G, taps*C_g, cn)`` of the block ``ph``, columns ``c0 .. c0+cn``: a copy per tap."""
     cg = ph.shape[3]
     for t in range(len(cl.p.layout.taps)):
-        cl.gather(cols[:, t * cg:(t + 1) * cg, :cn], ph, b, t, c0, cn)
+        cl.gather(cols[:, t * cg:(t + 1) * cg, :cn], ph, t, c0, cn)
     return cols[..., :cn]
 
 
@@ -180,40 +200,45 @@ def _buffer(shape, like, chunk, buf):
 def forward(x, w, args):
     xp = get_array_module(x)
     cl = _columns(args, x)
-    ph = split(x, args, cl.p)
+    p = cl.p
     wmat = _kernel_matrix(w, args)
-    z = xp.empty((cl.p.blocks,) + wmat.shape[:2] + (cl.width,), dtype=x.dtype)
-    cols = None
-    for b, c0, cn in cl.p.chunks():
-        cols = _buffer((args.groups, wmat.shape[2]), x, cn, cols)
-        matmul(wmat, _fill(cols, ph, cl, b, c0, cn), out=z[b, :, :, c0:c0 + cn])
-    return cl.outputs(z)
+    y = xp.empty((args.batch, args.out_channels) + args.geom.out_size, dtype=x.dtype)
+    ph = z = cols = None
+    for b in range(p.blocks):
+        ph = block_input(x, args, p, b, ph)
+        z = cl.output(y, b, z)
+        for c0, cn in p.column_chunks():
+            cols = _buffer((args.groups, wmat.shape[2]), x, cn, cols)
+            matmul(wmat, _fill(cols, ph, cl, c0, cn), out=z[0, :, :, c0:c0 + cn])
+        cl.store(y, z, b)
+    return y
 
 
-def _weight_chunks(g, ph, cl, crop):
+def _weight_chunks(gy, x, args, cl, crop):
     """``(G, K_g, taps*C_g)``: the output gradient times the patch, chunk by chunk."""
-    xp = get_array_module(g)
-    rows = len(cl.p.layout.taps) * ph.shape[3]
-    gw = xp.zeros(g.shape[1:3] + (rows,), dtype=g.dtype)
-    cols = None
-    for b, c0, cn in cl.p.chunks():
-        cols = _buffer((g.shape[1], rows), g, cn, cols)
-        gw += xp.matmul(g[b, :, :, c0:c0 + cn], clear(_fill(cols, ph, cl, b, c0, cn), crop, c0).swapaxes(-1, -2))
+    xp = get_array_module(gy)
+    p = cl.p
+    rows = len(p.layout.taps) * (args.in_channels // args.groups)
+    gw = xp.zeros((args.groups, args.out_channels // args.groups, rows), dtype=gy.dtype)
+    ph = g = cols = None
+    for b in range(p.blocks):
+        ph = block_input(x, args, p, b, ph)
+        g = cl.gradient(gy, b, g)
+        for c0, cn in p.column_chunks():
+            cols = _buffer((args.groups, rows), gy, cn, cols)
+            gw += xp.matmul(g[0, :, :, c0:c0 + cn], clear(_fill(cols, ph, cl, c0, cn), crop, c0).swapaxes(-1, -2))
     return gw
 
 
 def grad_weight(gy, x, args):
     xp = get_array_module(gy)
     cl = _columns(args, gy)
-    ph = split(x, args, cl.p)
-    g = cl.gradient(gy)
-    groups, kg, cg = g.shape[1], g.shape[2], ph.shape[3]
-    taps_ = len(cl.p.layout.taps)
-    gw = _weight_chunks(g, ph, cl, None)
+    groups, kg, cg = args.groups, args.out_channels // args.groups, args.in_channels // args.groups
+    gw = _weight_chunks(gy, x, args, cl, None)
     crop = None if all_finite(gw) else cl.cropped(gy)
     if crop is not None:  # maybe a non-finite cell of x met the zeros of the cropped columns
-        gw = _weight_chunks(g, ph, cl, crop)
-    gw = gw.reshape(groups, kg, taps_, cg).transpose(0, 1, 3, 2)
+        gw = _weight_chunks(gy, x, args, cl, crop)
+    gw = gw.reshape(groups, kg, len(cl.p.layout.taps), cg).transpose(0, 1, 3, 2)
     return xp.ascontiguousarray(gw).reshape((args.out_channels, cg) + args.geom.kernel)
 
 
@@ -221,18 +246,22 @@ def grad_input(gy, w, args):
     xp = get_array_module(gy)
     cl = _columns(args, gy)
     p = cl.p
-    g = cl.gradient(gy)
     wmat_t = _kernel_matrix(w, args).swapaxes(-1, -2)  # (G, taps*C_g, K_g)
     crop = None if all_finite(w) else cl.cropped(gy)  # inf * 0 on the cropped columns is NaN
     cg = args.in_channels // args.groups
-    gph = xp.zeros((p.layout.phases, p.blocks, args.groups, cg, p.width), dtype=gy.dtype)
-    dcols = None
-    for b, c0, cn in p.chunks():
-        dcols = _buffer(wmat_t.shape[:2], gy, cn, dcols)
-        d = clear(matmul(wmat_t, g[b, :, :, c0:c0 + cn], out=dcols[..., :cn]), crop, c0)
-        for t in range(len(p.layout.taps)):  # col2im: each tap's rows back onto its columns
-            cl.scatter(gph, d[:, t * cg:(t + 1) * cg], b, t, c0, cn)
-    return input_gradient(gph, args, p)
+    gx = xp.zeros((args.batch, args.in_channels) + args.geom.in_size, dtype=gy.dtype)
+    gph = xp.empty((p.layout.phases, 1, args.groups, cg, p.width), dtype=gy.dtype)
+    g = dcols = None
+    for b in range(p.blocks):
+        g = cl.gradient(gy, b, g)
+        gph[...] = 0
+        for c0, cn in p.column_chunks():
+            dcols = _buffer(wmat_t.shape[:2], gy, cn, dcols)
+            d = clear(matmul(wmat_t, g[0, :, :, c0:c0 + cn], out=dcols[..., :cn]), crop, c0)
+            for t in range(len(p.layout.taps)):  # col2im: each tap's rows back onto its columns
+                cl.scatter(gph, d[:, t * cg:(t + 1) * cg], t, c0, cn)
+        store_input_gradient(gx, gph, args, p, b)
+    return gx
 
 
 def supports(args):

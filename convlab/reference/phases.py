@@ -47,11 +47,11 @@ class PhaseLayout:
     taps: tuple    # one (phase, flat offset) per tap, row-major tap order
     span: int      # flat columns from the first output of a plane to its last, inclusive
 
-    @property
+    @functools.cached_property
     def plane(self) -> int:
         return math.prod(self.grid)
 
-    @property
+    @functools.cached_property
     def phases(self) -> int:
         return max(p for p, _ in self.taps) + 1
 
@@ -93,31 +93,36 @@ def _phase_slices(geom, grid, phase):
     return tuple(dst), tuple(src)
 
 
-def to_phases(x, geom, layout):
-    """``x (..., *n) -> (S, ..., prod(grid))``: zero padding and the phase split in one copy."""
+def to_phases(x, geom, layout, out=None):
+    """``x (..., *n) -> (S, ..., prod(grid))``: zero padding and the phase split in one copy.
+    ``out``: an earlier result of the same shape, reused (its padding cells are still zero)."""
     xp = get_array_module(x)
     nd = geom.nd
     lead = x.shape[:-nd]
     if trivial(geom):  # stride 1, no padding: the input is its only phase
         return x.reshape((1,) + lead + (layout.plane,))
-    out = xp.zeros((layout.phases,) + lead + layout.grid, dtype=x.dtype)
+    flat = (layout.phases,) + lead + (layout.plane,)
+    if out is None or out.shape != flat:
+        out = xp.zeros(flat, dtype=x.dtype)
+    grid = out.reshape((layout.phases,) + lead + layout.grid)
     for phase in range(layout.phases):
         cut = _phase_slices(geom, layout.grid, phase)
         if cut is not None:
-            out[(phase, Ellipsis) + cut[0]] = x[(Ellipsis,) + cut[1]]
-    return out.reshape((layout.phases,) + lead + (layout.plane,))
+            grid[(phase, Ellipsis) + cut[0]] = x[(Ellipsis,) + cut[1]]
+    return out
 
 
-def from_phases(ph, geom, layout):
-    """Adjoint of :func:`to_phases` for gradients: ``(S, ..., prod(grid)) -> (..., *n)``
-    (each input cell lives in exactly one phase; padding cells are dropped)."""
-    xp = get_array_module(ph)
-    nd = geom.nd
+def from_phases(ph, geom, layout, out=None):
+    """Adjoint of :func:`to_phases` for gradients: ``(S, ..., prod(grid)) -> (..., *n)``,
+    written into ``out`` when given (each input cell lives in exactly one phase; padding
+    cells are dropped)."""
     lead = ph.shape[1:-1]
     ph = ph.reshape(ph.shape[:-1] + layout.grid)
+    if out is None:
+        out = get_array_module(ph).zeros(lead + geom.in_size, dtype=ph.dtype)
     if trivial(geom):
-        return ph[0]
-    out = xp.zeros(lead + geom.in_size, dtype=ph.dtype)
+        out[...] = ph[0]
+        return out
     for phase in range(layout.phases):
         cut = _phase_slices(geom, layout.grid, phase)
         if cut is not None:
@@ -153,8 +158,27 @@ class Plan:
     def chunks(self):
         """``(block, first column, count)`` of every chunk, block by block."""
         for b in range(self.blocks):
-            for c0 in range(0, self.count, self.step):
-                yield b, c0, min(self.step, self.count - c0)
+            for c0, cn in self.column_chunks():
+                yield b, c0, cn
+
+    def column_chunks(self):
+        """``(first column, count)`` of each chunk of one block."""
+        for c0 in range(0, self.count, self.step):
+            yield c0, min(self.step, self.count - c0)
+
+    def block(self, b):
+        """The samples of block ``b``."""
+        return slice(b * self.samples, (b + 1) * self.samples)
+
+    @functools.cached_property
+    def one(self):
+        """The plan of a single block: the passes run block by block."""
+        return dataclasses.replace(self, blocks=1)
+
+    @property
+    def grid_is_output(self) -> bool:
+        """One sample a block whose grid is its output: the grid's cells are the output's."""
+        return self.samples == 1 and self.layout.grid == self.args.geom.out_size
 
     def counting(self, count):
         """The same plan computing ``count`` columns per block."""
@@ -207,7 +231,22 @@ def _plan(args, bytes_per_column, min_columns, limit) -> Plan:
     return Plan(args, layout, n // samples, samples, step, columns)
 
 
+def most(fixed, each, budget, cap):
+    """The largest count ``c <= cap`` with ``fixed + c * each <= budget``, and at least 1: how
+    many samples or channels a chunk of an algorithm's buffers may take under a budget."""
+    return max(1, min(cap, (budget - fixed) // max(1, each)))
+
+
+def spans(count, step):
+    """``[(start, stop), ...]`` covering ``range(count)`` ``step`` at a time."""
+    return [(a, min(a + step, count)) for a in range(0, count, step)]
+
+
 # ----------------------------------------------------------------------------- to and from the grid
+#
+# The passes run block by block: each block's input is split into phases, and its output (or
+# gradient) laid on the grid, in buffers of one block that the next block reuses, so that
+# besides the result a pass holds one block of each (see docs/algorithms.md, memory).
 
 def blocked(a, groups, p, nd):
     """``(N, C, *sp) -> (B, G, C_g, samples, *sp)`` (a view)."""
@@ -215,18 +254,18 @@ def blocked(a, groups, p, nd):
     return a.transpose((0, 2, 3, 1) + tuple(range(4, 4 + nd)))
 
 
-def unblocked(a, p, nd):
-    """``(B, G, R, samples, *sp) -> (N, G*R, *sp)``, contiguous."""
-    xp = get_array_module(a)
-    a = xp.ascontiguousarray(a.transpose((0, 3, 1, 2) + tuple(range(4, 4 + nd))))
-    return a.reshape((p.blocks * p.samples, a.shape[2] * a.shape[3]) + a.shape[4:])
-
-
-def split(x, args, p):
+def split(x, args, p, out=None):
     """``x (N, C, *n) -> (S, B, G, C_g, width)``: padded and split into stride phases (one
-    copy, none for stride 1 without padding)."""
-    ph = to_phases(blocked(x, args.groups, p, args.nd), args.geom, p.layout)
+    copy, none for stride 1 without padding); ``out``: an earlier result to reuse."""
+    ph = to_phases(blocked(x, args.groups, p, args.nd), args.geom, p.layout,
+                   None if out is None else out.reshape(out.shape[:4] + (p.samples, p.layout.plane)))
     return ph.reshape(ph.shape[:4] + (p.width,))
+
+
+def block_input(x, args, p, b, out=None):
+    """Block ``b`` of ``x``, padded and split: ``(S, 1, G, C_g, width)``; ``out``: the
+    previous block's, whose buffer is reused."""
+    return split(x[p.block(b)], args, p.one, out)
 
 
 def _grid(a, args, p):
@@ -235,19 +274,32 @@ def _grid(a, args, p):
     return a[(Ellipsis,) + tuple(slice(0, o) for o in args.geom.out_size)]
 
 
-def outputs(z, args, p):
-    """``(B, G, K_g, width)`` on the grid -> ``(N, K, *out)``."""
-    return unblocked(_grid(z, args, p), p, args.nd)
+def block_output(y, args, p, b, buf=None):
+    """Where block ``b``'s outputs are computed on the grid, ``(1, G, K_g, width)``: ``y``'s
+    own cells when the grid is the output, else ``buf`` (a new buffer when None), which
+    :func:`store_output` moves into ``y (N, K, *out)``."""
+    if p.grid_is_output:
+        return y[p.block(b)].reshape((1, args.groups, y.shape[1] // args.groups, p.width))
+    if buf is None:
+        buf = get_array_module(y).empty((1, args.groups, y.shape[1] // args.groups, p.width), dtype=y.dtype)
+    return buf
 
 
-def spread_gradient(gy, args, p):
-    """``(N, K, *out) -> (B, G, K_g, width)`` with zeros in the grid cells past the outputs."""
-    xp = get_array_module(gy)
-    src = blocked(gy, args.groups, p, args.nd)
-    if p.samples == 1 and p.layout.grid == args.geom.out_size:
+def store_output(y, z, args, p, b):
+    """Block ``b``'s outputs on the grid ``z`` (:func:`block_output`) into ``y``."""
+    if not p.grid_is_output:
+        blocked(y[p.block(b)], args.groups, p.one, args.nd)[...] = _grid(z, args, p.one)
+
+
+def block_gradient(gy, args, p, b, buf=None):
+    """Block ``b`` of ``gy (N, K, *out)`` on the grid, ``(1, G, K_g, width)``, zeros in the
+    cells past the outputs: a view when the grid is the output, else ``buf`` (reused: only
+    output cells are written, so its other cells stay zero) or a new buffer."""
+    src = blocked(gy[p.block(b)], args.groups, p.one, args.nd)
+    if p.grid_is_output:
         return src.reshape(src.shape[:3] + (p.width,))  # no cells to fill: a view
-    g = xp.zeros(src.shape[:3] + (p.width,), dtype=gy.dtype)
-    _grid(g, args, p)[...] = src
+    g = get_array_module(gy).zeros(src.shape[:3] + (p.width,), dtype=gy.dtype) if buf is None else buf
+    _grid(g, args, p.one)[...] = src
     return g
 
 
@@ -266,7 +318,7 @@ def clear(a, crop, c0):
     return a
 
 
-def input_gradient(gph, args, p):
-    """``(S, B, G, C_g, width)`` phase gradients -> ``(N, C, *n)``."""
-    gx = from_phases(gph.reshape(gph.shape[:4] + (p.samples, p.layout.plane)), args.geom, p.layout)
-    return unblocked(gx, p, args.nd)
+def store_input_gradient(gx, gph, args, p, b):
+    """Block ``b``'s phase gradients ``(S, 1, G, C_g, width)`` into ``gx (N, C, *n)``."""
+    target = blocked(gx[p.block(b)], args.groups, p.one, args.nd)
+    from_phases(gph.reshape(gph.shape[:4] + (p.samples, p.layout.plane)), args.geom, p.layout, target)

@@ -28,10 +28,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .._backend import get_array_module
+from .._backend import get_array_module, workspace_limit
 from .._protocol import Prepared, all_finite
 from . import direct
 from .groups import split_groups
+from .phases import most, spans
 from .windows import add_tap, pad, tap_view, unpad
 
 
@@ -124,64 +125,114 @@ def _coefficients(f, args):
     return f.reshape((g, f.shape[0] // g) + f.shape[1:] + (1,) * args.nd)
 
 
-def _passes(x, factors, args):
-    """``[T_0, T_1, ..., T_nd]``, each ``(N, G, K_g or 1, C_g, *sp)``."""
-    xp = get_array_module(x)
+def _chunking(args, itemsize, copies):
+    """``(samples, output channels per group)`` per chunk, so that the passes' arrays stay
+    under the workspace limit (at least one of each). Counted in planes of the padded size:
+    the chunk's padded input (or input gradient) and its channel sum, ``2 nb C``, the
+    ``copies`` arrays of ``nb kb C`` planes the passes hold at once, and the output's
+    ``nb G kb``."""
+    budget = workspace_limit() // max(1, math.prod(args.geom.padded_size) * itemsize)
+    c, g = args.in_channels, args.groups
+    kb = most(2 * c, copies * c + g, budget, args.out_channels // g)
+    nb = most(0, 2 * c + (copies * c + g) * kb, budget, args.batch)
+    return spans(args.batch, nb), spans(args.out_channels // g, kb)
+
+
+def _passes(t, coefs, args):
+    """``[T_0, T_1, ..., T_nd]``, each ``(nb, G, kb or 1, C_g, *sp)``, from the padded input
+    ``T_0 = t (nb, G, 1, C_g, *padded)`` and one chunk's coefficients (:func:`_coefficients`)."""
+    xp = get_array_module(t)
     geom = args.geom
-    t = split_groups(pad(x, geom), args.groups)[:, :, None]
     ts = [t]
-    for axis, f in enumerate(factors):
+    for axis, coef in enumerate(coefs):
         sub = _axis_geometry(t.shape[-geom.nd:], axis, geom)
-        coef = _coefficients(f, args)
-        shape = (args.batch, args.groups, coef.shape[1], coef.shape[2]) + sub.out_size
-        out, tmp = xp.zeros(shape, dtype=x.dtype), xp.empty(shape, dtype=x.dtype)
+        shape = t.shape[:2] + coef.shape[1:3] + sub.out_size
+        out, tmp = xp.zeros(shape, dtype=t.dtype), xp.empty(shape, dtype=t.dtype)
         for m, tap in enumerate(_taps(axis, sub)):
             xp.multiply(coef[:, :, :, m], tap_view(t, tap, sub), out=tmp)
             out += tmp
+        del tmp
         t = out
         ts.append(t)
     return ts
 
 
+def _padded_chunk(x, n0, n1, args):
+    """``x[n0:n1]`` padded: ``(nb, G, 1, C_g, *padded)``."""
+    return split_groups(pad(x[n0:n1], args.geom), args.groups)[:, :, None]
+
+
 def forward_factors(x, factors, args):
-    """``Z (N, K, *out)`` from ``x (N, C, *n)`` and factors ``[(K, C_g, k_a)] * nd``."""
-    z = _passes(x, factors, args)[-1].sum(axis=3)
-    return z.reshape((args.batch, args.out_channels) + args.geom.out_size)
+    """``Z (N, K, *out)`` from ``x (N, C, *n)`` and factors ``[(K, C_g, k_a)] * nd``, in
+    chunks of samples and output channels."""
+    xp = get_array_module(x)
+    coefs = [_coefficients(f, args) for f in factors]
+    y = xp.empty((args.batch, args.out_channels) + args.geom.out_size, dtype=x.dtype)
+    yg = split_groups(y, args.groups)
+    samples, channels = _chunking(args, x.itemsize, 3)
+    for n0, n1 in samples:
+        t0 = _padded_chunk(x, n0, n1, args)
+        for k0, k1 in channels:
+            yg[n0:n1, :, k0:k1] = _passes(t0, [c[:, k0:k1] for c in coefs], args)[-1].sum(axis=3)
+    return y
 
 
-def _back_passes(gy, factors, args, ts=None):
-    """Run the passes backwards: ``dL/dT_0`` summed over ``k`` (the padded input gradient),
-    and, when the forward intermediates ``ts`` are given, the factor gradients."""
-    xp = get_array_module(gy)
-    geom, g = args.geom, args.groups
-    kg = args.out_channels // g
+def _back_passes(gt, coefs, args, ts=None):
+    """Run the passes backwards from one chunk's output gradient ``gt (nb, G, kb, 1, *out)``:
+    ``dL/dT_0`` summed over ``k`` (the chunk's padded input gradient, ``(nb, G, C_g, *padded)``),
+    and, when the chunk's forward intermediates ``ts`` are given, its factor gradients."""
+    xp = get_array_module(gt)
+    geom = args.geom
+    nb, g, kb = gt.shape[:3]
     cg = args.in_channels // g
-    gt = gy.reshape((args.batch, g, kg, 1) + geom.out_size)
     spatial = [geom.padded_size]
     for axis in range(geom.nd - 1):
         spatial.append(tuple(geom.out_size[a] if a <= axis else geom.padded_size[a] for a in range(geom.nd)))
     grads = [None] * geom.nd
     for axis in reversed(range(geom.nd)):
         sub = _axis_geometry(spatial[axis], axis, geom)
-        coef = _coefficients(factors[axis], args)
-        prev = xp.zeros((args.batch, g, kg, cg) + sub.in_size, dtype=gy.dtype)
+        coef = coefs[axis]
+        prev = xp.zeros((nb, g, kb, cg) + sub.in_size, dtype=gt.dtype)
         gf = []
         for m, tap in enumerate(_taps(axis, sub)):
             add_tap(prev, coef[:, :, :, m] * gt, tap, sub)
             if ts is not None:
                 prod = gt * tap_view(ts[axis], tap, sub)
                 gf.append(prod.sum(axis=(0,) + tuple(range(4, 4 + geom.nd))))
+                del prod
         if ts is not None:
-            grads[axis] = xp.stack(gf, axis=-1).reshape(factors[axis].shape)
+            grads[axis] = xp.stack(gf, axis=-1)  # (G, kb, C_g, k_a)
         gt = prev
-    gpad = gt.sum(axis=2).reshape((args.batch, args.in_channels) + geom.padded_size)
-    gx = xp.ascontiguousarray(unpad(gpad, geom))
-    return gx, grads
+    return gt.sum(axis=2), grads
 
 
 def backward_factors(gy, x, factors, args):
-    """``(dL/dx, [dL/df_a])`` of :func:`forward_factors` for output gradient ``gy``."""
-    return _back_passes(gy, factors, args, _passes(x, factors, args))
+    """``(dL/dx, [dL/df_a])`` of :func:`forward_factors` for output gradient ``gy``, chunk by
+    chunk; with ``x`` None only ``dL/dx`` (and None for the factor gradients)."""
+    xp = get_array_module(gy)
+    geom, g = args.geom, args.groups
+    coefs = [_coefficients(f, args) for f in factors]
+    gyg = split_groups(gy, g)[:, :, :, None]  # (N, G, K_g, 1, *out)
+    gx = xp.zeros((args.batch, args.in_channels) + geom.in_size, dtype=gy.dtype)
+    grads = None if x is None else [xp.zeros(c.shape[:4], dtype=gy.dtype) for c in coefs]
+    samples, channels = _chunking(args, gy.itemsize, 3 if x is None else geom.nd + 4)
+    for n0, n1 in samples:
+        gpad = None
+        t0 = None if x is None else _padded_chunk(x, n0, n1, args)
+        for k0, k1 in channels:
+            cs = [c[:, k0:k1] for c in coefs]
+            ts = None if x is None else _passes(t0, cs, args)
+            part, gf = _back_passes(gyg[n0:n1, :, k0:k1], cs, args, ts)
+            del ts
+            if gpad is None:
+                gpad = part
+            else:
+                gpad += part
+            for total, more in zip(grads or (), gf):
+                total[:, k0:k1] += more
+        if gpad is not None:  # else no output channels: a zero gradient
+            gx[n0:n1] = unpad(gpad.reshape((n1 - n0, args.in_channels) + geom.padded_size), geom)
+    return gx, None if grads is None else [a.reshape(f.shape) for a, f in zip(grads, factors)]
 
 
 # ----------------------------------------------------------------------------- protocol
@@ -196,7 +247,7 @@ class Factored:
         return forward_factors(x, self.factors, args)
 
     def grad_input(self, gy, w, args):
-        return _back_passes(gy, self.factors, args)[0]
+        return backward_factors(gy, None, self.factors, args)[0]
 
     def grad_weight(self, gy, x, args):
         # The gradient of a full kernel is not rank-1 in general: the direct sum over taps.
