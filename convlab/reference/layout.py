@@ -30,12 +30,13 @@ def channel_last(a, lo, size):
     return out
 
 
-def channel_first(at, lo, size):
+def channel_first(at, lo, size, out=None):
     """The inverse of :func:`channel_last`: ``(N, *m, K) -> (N, K, *size)``, the cells from
-    offset ``lo``."""
+    offset ``lo`` (into ``out`` when given)."""
     xp = get_array_module(at)
     nd = len(size)
-    out = xp.empty(at.shape[:1] + at.shape[-1:] + tuple(size), dtype=at.dtype)
+    if out is None:
+        out = xp.empty(at.shape[:1] + at.shape[-1:] + tuple(size), dtype=at.dtype)
     crop = tuple(slice(o, o + n) for o, n in zip(lo, size))
 
     def run(group):

@@ -39,19 +39,26 @@ def serves(args) -> bool:
     return any(s > 1 for s in args.geom.stride)
 
 
-def _chunks(args, itemsize):
-    """``(n, r0, r1)``: output rows ``r0:r1`` (first spatial axis) of sample ``n``, whose
-    patches stay in cache yet give each product ``MIN_COLUMNS`` columns, enough chunks for
-    every worker, and never above the workspace limit."""
-    geom = args.geom
+def _blocks(args, itemsize):
+    """Samples ``(b0, b1)`` whose channel-last copy takes at most half the workspace limit
+    (one sample at least); the other half is the chunks'."""
+    per_sample = max(1, args.in_channels * math.prod(args.geom.padded_size) * itemsize)
+    step = max(1, workspace_limit() // 2 // per_sample)
+    return [(b0, min(args.batch, b0 + step)) for b0 in range(0, args.batch, step)]
+
+
+def _chunks(args, itemsize, n):
+    """``(n, r0, r1)`` for ``n`` samples: output rows ``r0:r1`` (first spatial axis) of one
+    sample, whose patches stay in cache yet give each product ``MIN_COLUMNS`` columns,
+    enough chunks for every worker, and all workers' patches within half the workspace limit."""
+    geom, workers = args.geom, _parallel.workers()
     row = math.prod(geom.out_size[1:])
     per_col = math.prod(geom.kernel) * (args.in_channels // args.groups) * itemsize
     want = max(MIN_COLUMNS, CACHE_BYTES // max(1, per_col))
-    want = min(want, -(-args.batch * row * geom.out_size[0] // _parallel.workers()))
-    want = max(1, min(want, workspace_limit() // max(1, per_col)))
+    want = min(want, -(-n * row * geom.out_size[0] // workers))
+    want = max(1, min(want, workspace_limit() // 2 // workers // max(1, per_col)))
     rows = max(1, want // max(1, row))
-    return [(n, r0, min(geom.out_size[0], r0 + rows)) for n in range(args.batch)
-            for r0 in range(0, geom.out_size[0], rows)]
+    return [(i, r0, min(geom.out_size[0], r0 + rows)) for i in range(n) for r0 in range(0, geom.out_size[0], rows)]
 
 
 def _patches(xt, args, n, r0, r1, g):
@@ -77,8 +84,16 @@ def _kernel_matrix(w, args):
     return wm.reshape(args.groups, args.out_channels // args.groups, math.prod(wm.shape[1:]))
 
 
-def _channel_last_input(x, args):
-    return channel_last(x, tuple(lo for lo, _ in args.geom.pad), args.geom.padded_size)
+def _each_block(fn, x, args, itemsize):
+    """``fn(group, xt, b0)`` on every core for each block of samples: ``xt`` its channel-last
+    copy, ``group`` chunks ``(i, r0, r1)`` of its sample ``b0 + i``; the groups' results, in order."""
+    xp = get_array_module(x)
+    results = []
+    for b0, b1 in _blocks(args, itemsize):
+        xt = channel_last(x[b0:b1], tuple(lo for lo, _ in args.geom.pad), args.geom.padded_size)
+        results += _parallel.map_groups(lambda group: fn(group, xt, b0), _chunks(args, itemsize, b1 - b0), xp,
+                                        blas=True)
+    return results
 
 
 def _columns(a, args, n, r0, r1, g):
@@ -89,34 +104,32 @@ def _columns(a, args, n, r0, r1, g):
 
 def forward(x, w, args):
     xp = get_array_module(x)
-    xt = _channel_last_input(x, args)
     wm = _kernel_matrix(w, args)
     y = xp.empty((args.batch, args.out_channels, math.prod(args.geom.out_size)), dtype=x.dtype)
 
-    def run(group):
-        for n, r0, r1 in group:
+    def run(group, xt, b0):
+        for i, r0, r1 in group:
             for g in range(args.groups):
-                out = _columns(y, args, n, r0, r1, g)
-                out[...] = matmul(wm[g], _patches(xt, args, n, r0, r1, g).T)
+                out = _columns(y, args, b0 + i, r0, r1, g)
+                out[...] = matmul(wm[g], _patches(xt, args, i, r0, r1, g).T)
 
-    _parallel.map_groups(run, _chunks(args, x.itemsize), xp, blas=True)
+    _each_block(run, x, args, x.itemsize)
     return y.reshape((args.batch, args.out_channels) + args.geom.out_size)
 
 
 def grad_weight(gy, x, args):
     xp = get_array_module(gy)
-    xt = _channel_last_input(x, args)
     g2 = gy.reshape(gy.shape[:2] + (math.prod(args.geom.out_size),))
     kg, cg = args.out_channels // args.groups, args.in_channels // args.groups
 
-    def run(group):
+    def run(group, xt, b0):
         acc = xp.zeros((args.groups, kg, math.prod(args.geom.kernel) * cg), dtype=gy.dtype)
-        for n, r0, r1 in group:
+        for i, r0, r1 in group:
             for g in range(args.groups):
-                acc[g] += xp.matmul(_columns(g2, args, n, r0, r1, g), _patches(xt, args, n, r0, r1, g))
+                acc[g] += xp.matmul(_columns(g2, args, b0 + i, r0, r1, g), _patches(xt, args, i, r0, r1, g))
         return acc
 
-    gw = sum(_parallel.map_groups(run, _chunks(args, gy.itemsize), xp, blas=True))
+    gw = sum(_each_block(run, x, args, gy.itemsize))
     gw = gw.reshape((args.out_channels,) + args.geom.kernel + (cg,)).transpose((0, args.nd + 1) + tuple(range(1, args.nd + 1)))
     return xp.ascontiguousarray(gw)
 
@@ -127,7 +140,7 @@ def counts(args):
     geom = args.geom
     cols = args.batch * math.prod(geom.out_size)
     rows = math.prod(geom.kernel) * (args.in_channels // args.groups)
-    products = len(_chunks(args, 4)) * args.groups
+    products = len(_chunks(args, 4, args.batch)) * args.groups
     return (cols * rows * args.out_channels, cols * rows * args.groups, products,
             args.batch * args.in_channels * math.prod(geom.padded_size))
 

@@ -51,7 +51,6 @@ from .._protocol import Prepared, all_finite, dtype_of, ready
 from . import direct
 from .groups import grouped_weight, matmul
 from .layout import channel_first, channel_last
-from .windows import unpad
 
 CACHE_BYTES = 2 << 20
 MIN_TILES = 128
@@ -115,24 +114,39 @@ def _kron(m, which, nd):
     return mat
 
 
-def _plan(args, m, itemsize):
-    """``(tiles, chunks)``: tiles per axis and chunks ``(n0, n1, r0, r1)``: samples ``n0:n1``,
-    tile rows ``r0:r1`` of the first spatial axis. A chunk's transformed tiles stay in
-    cache, yet its products have at least ``MIN_TILES`` columns (each reads the transformed
-    kernel once); there are chunks for every worker; never above the workspace limit."""
-    nd, n = args.nd, args.batch
-    tiles = tuple(-(-o // m) for o in args.geom.out_size)
+def _tiles_per_axis(args, m):
+    return tuple(-(-o // m) for o in args.geom.out_size)
+
+
+def _sample_blocks(args, m, itemsize):
+    """Samples ``(n0, n1)`` whose channel-last copies (input and output on whole tiles) take
+    at most half the workspace limit (one sample at least); the other half is the chunks'."""
+    tiles = _tiles_per_axis(args, m)
+    per_sample = (math.prod(t * m + 2 for t in tiles) * args.in_channels
+                  + math.prod(t * m for t in tiles) * args.out_channels) * itemsize
+    step = max(1, workspace_limit() // 2 // max(1, per_sample))
+    return [(n0, min(args.batch, n0 + step)) for n0 in range(0, args.batch, step)]
+
+
+def _plan(args, m, itemsize, n):
+    """Chunks ``(n0, n1, r0, r1)`` of ``n`` samples: samples ``n0:n1``, tile rows ``r0:r1``
+    of the first spatial axis. A chunk's transformed tiles stay in cache, yet its products
+    have at least ``MIN_TILES`` columns (each reads the transformed kernel once); there are
+    chunks for every worker, and all workers' chunks together take at most half the
+    workspace limit."""
+    nd, workers = args.nd, _parallel.workers()
+    tiles = _tiles_per_axis(args, m)
     points = (m + 2) ** nd
     per_tile = (2 * points * args.in_channels + (points + m ** nd) * args.out_channels) * itemsize
     row, rows = math.prod(tiles[1:]), tiles[0]  # tiles in one tile row; tile rows of a sample
     want = max(MIN_TILES, CACHE_BYTES // per_tile)
-    want = min(want, -(-n * row * rows // _parallel.workers()))
-    want = max(1, min(want, workspace_limit() // per_tile))
+    want = min(want, -(-n * row * rows // workers))
+    want = max(1, min(want, workspace_limit() // 2 // workers // per_tile))
     if want >= row * rows:  # whole samples
         step = want // (row * rows)
-        return tiles, [(n0, min(n, n0 + step), 0, rows) for n0 in range(0, n, step)]
+        return [(n0, min(n, n0 + step), 0, rows) for n0 in range(0, n, step)]
     step = max(1, want // row)  # tile rows of one sample
-    return tiles, [(n0, n0 + 1, r0, min(rows, r0 + step)) for n0 in range(n) for r0 in range(0, rows, step)]
+    return [(n0, n0 + 1, r0, min(rows, r0 + step)) for n0 in range(n) for r0 in range(0, rows, step)]
 
 
 def _gather(at, m, span, tiles, chunk):
@@ -177,64 +191,73 @@ def _point_weights(w, args, m):
     return u.reshape((gk.shape[0], args.groups, args.out_channels // args.groups, w.shape[1])).swapaxes(-1, -2)
 
 
-def _correlate(x, w, args, m):
+def _correlate(x, w, args, m, lo=None, size=None):
     """The stride-1 correlation of ``x`` with 3-tap kernels ``w``, tile by tile::
 
         Y = A^T [ U . (B^T d B) ] A,    U = G g G^T
 
-    summed over input channels as one product per transform point. Each transform acts on
-    all axes of a tile at once (one product with a Kronecker matrix), on chunks of tiles
-    that stay in cache, one chunk per thread; the tiles are read from and written to a
-    channel-last copy of the input and output."""
+    summed over input channels as one product per transform point: the outputs from ``lo``
+    (default 0), ``size`` of them (default all) per axis. Each transform acts on all axes
+    of a tile at once (one product with a Kronecker matrix), on chunks of tiles that stay in
+    cache, one chunk per thread; the tiles are read from and written to channel-last copies
+    of a block of samples."""
     xp = get_array_module(x)
     geom, nd, groups = args.geom, args.nd, args.groups
-    tiles, chunks = _plan(args, m, x.itemsize)
+    lo, size = (0,) * nd if lo is None else lo, geom.out_size if size is None else size
+    tiles = _tiles_per_axis(args, m)
     points = (m + 2) ** nd
-    xt = channel_last(x, tuple(lo for lo, _ in geom.pad), tuple(t * m + 2 for t in tiles))
-    yt = xp.empty((args.batch,) + tuple(t * m for t in tiles) + (args.out_channels,), dtype=x.dtype)
-    # yt as (*m, N, *tiles, K): output cell i of tile t on each axis.
-    blocked = yt.reshape((args.batch,) + tuple(v for t in tiles for v in (t, m)) + yt.shape[-1:])
-    blocked = blocked.transpose(tuple(range(2, 2 * nd + 1, 2)) + (0,) + tuple(range(1, 2 * nd, 2)) + (2 * nd + 1,))
     ut = _point_weights(w, args, m)
     bk, ak = (xp.asarray(_kron(m, which, nd), dtype=x.dtype) for which in (0, 2))
+    y = xp.empty((args.batch, args.out_channels) + tuple(size), dtype=x.dtype)
+    for b0, b1 in _sample_blocks(args, m, x.itemsize):
+        xt = channel_last(x[b0:b1], tuple(p for p, _ in geom.pad), tuple(t * m + 2 for t in tiles))
+        yt = xp.empty((b1 - b0,) + tuple(t * m for t in tiles) + (args.out_channels,), dtype=x.dtype)
+        # yt as (*m, N, *tiles, K): output cell i of tile t on each axis.
+        blocked = yt.reshape((b1 - b0,) + tuple(v for t in tiles for v in (t, m)) + yt.shape[-1:])
+        blocked = blocked.transpose(tuple(range(2, 2 * nd + 1, 2)) + (0,) + tuple(range(1, 2 * nd, 2)) + (2 * nd + 1,))
 
-    def run(group):
-        for n0, n1, r0, r1 in group:
-            d = _gather(xt, m, m + 2, tiles, (n0, n1, r0, r1))  # (points, cols, C)
-            v = xp.matmul(bk, _flat(d)).reshape(d.shape)
-            mm = matmul(_by_group(v, groups), ut)  # (points, G, cols, K_g)
-            mm = xp.ascontiguousarray(mm.transpose(0, 2, 1, 3))  # (points, cols, K)
-            dst = blocked[(slice(None),) * nd + (slice(n0, n1), slice(r0, r1))]
-            dst[...] = xp.matmul(ak, _flat(mm)).reshape(dst.shape)
+        def run(group):
+            for n0, n1, r0, r1 in group:
+                d = _gather(xt, m, m + 2, tiles, (n0, n1, r0, r1))  # (points, cols, C)
+                v = xp.matmul(bk, _flat(d)).reshape(d.shape)
+                mm = matmul(_by_group(v, groups), ut)  # (points, G, cols, K_g)
+                mm = xp.ascontiguousarray(mm.transpose(0, 2, 1, 3))  # (points, cols, K)
+                dst = blocked[(slice(None),) * nd + (slice(n0, n1), slice(r0, r1))]
+                dst[...] = xp.matmul(ak, _flat(mm)).reshape(dst.shape)
 
-    _parallel.map_groups(run, chunks, xp, blas=True)
-    return channel_first(yt, (0,) * nd, geom.out_size)
+        _parallel.map_groups(run, _plan(args, m, x.itemsize, b1 - b0), xp, blas=True)
+        del xt
+        channel_first(yt, lo, size, out=y[b0:b1])
+    return y
 
 
 def _weight_gradient(gy, x, args, m):
     """``dL/dg = G^T [ sum over tiles of (A dy A^T) . (B^T d B) ] G``, the adjoint of
     :func:`_correlate` in ``g``: one product per transform point over the tiles, summed
-    over chunks (a partial sum per thread)."""
+    over chunks (a partial sum per thread and block of samples)."""
     xp = get_array_module(gy)
     geom, nd, groups = args.geom, args.nd, args.groups
     kg, cg = args.out_channels // groups, args.in_channels // groups
-    tiles, chunks = _plan(args, m, gy.itemsize)
+    tiles = _tiles_per_axis(args, m)
     points = (m + 2) ** nd
-    xt = channel_last(x, tuple(lo for lo, _ in geom.pad), tuple(t * m + 2 for t in tiles))
-    gt = channel_last(gy, (0,) * nd, tuple(t * m for t in tiles))  # zeros past the outputs add nothing
     bk, a = xp.asarray(_kron(m, 0, nd), dtype=gy.dtype), xp.asarray(_kron(m, 2, nd).T, dtype=gy.dtype)
+    acc = xp.zeros((points, groups, kg, cg), dtype=gy.dtype)
+    for b0, b1 in _sample_blocks(args, m, gy.itemsize):
+        xt = channel_last(x[b0:b1], tuple(p for p, _ in geom.pad), tuple(t * m + 2 for t in tiles))
+        gt = channel_last(gy[b0:b1], (0,) * nd, tuple(t * m for t in tiles))  # zeros past the outputs add nothing
 
-    def run(group):
-        acc = xp.zeros((points, groups, kg, cg), dtype=gy.dtype)
-        for chunk in group:
-            d = _gather(xt, m, m + 2, tiles, chunk)  # (points, cols, C)
-            v = xp.matmul(bk, _flat(d)).reshape(d.shape)
-            e = _gather(gt, m, m, tiles, chunk)  # (m^nd, cols, K)
-            g = xp.matmul(a, _flat(e)).reshape((points,) + e.shape[1:])
-            acc += xp.matmul(_by_group(g, groups).swapaxes(-1, -2), _by_group(v, groups))
-        return acc
+        def run(group):
+            part = xp.zeros_like(acc)
+            for chunk in group:
+                d = _gather(xt, m, m + 2, tiles, chunk)  # (points, cols, C)
+                v = xp.matmul(bk, _flat(d)).reshape(d.shape)
+                e = _gather(gt, m, m, tiles, chunk)  # (m^nd, cols, K)
+                g = xp.matmul(a, _flat(e)).reshape((points,) + e.shape[1:])
+                part += xp.matmul(_by_group(g, groups).swapaxes(-1, -2), _by_group(v, groups))
+            return part
 
-    acc = sum(_parallel.map_groups(run, chunks, xp, blas=True))
+        for part in _parallel.map_groups(run, _plan(args, m, gy.itemsize, b1 - b0), xp, blas=True):
+            acc += part
     gk = xp.asarray(_kron(m, 1, nd).T, dtype=gy.dtype)
     gw = xp.matmul(gk, _flat(acc))  # (3^nd, K*C_g)
     return xp.ascontiguousarray(gw.T).reshape((args.out_channels, cg) + geom.kernel)
@@ -256,9 +279,8 @@ class Tiles:
         wt = wg.swapaxes(1, 2)[(Ellipsis,) + (slice(None, None, -1),) * nd]
         wt = wt.reshape((args.in_channels, args.out_channels // groups) + args.geom.kernel)
         full = conv_shape_args(tuple(gy.shape), tuple(wt.shape), 1, ((2, 2),) * nd, 1, groups, nd)
-        gpad = _correlate(gy, wt, full, self.m)  # (N, C, *padded)
-        xp = get_array_module(gy)
-        return xp.ascontiguousarray(unpad(gpad, args.geom))
+        # the padded input's gradient, of which the input's cells are written
+        return _correlate(gy, wt, full, self.m, tuple(p for p, _ in args.geom.pad), args.geom.in_size)
 
     def grad_weight(self, gy, x, args):
         """``dL/dK``; an input that is not finite goes to the direct sums (a tile's transform
