@@ -64,7 +64,7 @@ def features(name, args, dtype):
         macs, elements, calls, copied = _pointwise.counts(args)
         return (macs, elements, calls, copied, 1.0)
     if name == "im2col" and _patches.serves(args):  # patches from a channel-last copy
-        return _patches.counts(args) + (1.0,)
+        return _patches.counts(args, itemsize) + (1.0,)
     if name == "direct":
         p = _direct.forward_plan(args, itemsize)
         macs, cols, taps, copied = _grid_features(p)

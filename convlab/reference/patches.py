@@ -134,13 +134,13 @@ def grad_weight(gy, x, args):
     return xp.ascontiguousarray(gw)
 
 
-def counts(args):
+def counts(args, itemsize):
     """The work of :func:`forward` in :mod:`.im2col`'s features: ``(multiply-adds, patch
     elements, matrix products, copied elements)`` (the channel-last input and the patches)."""
     geom = args.geom
     cols = args.batch * math.prod(geom.out_size)
     rows = math.prod(geom.kernel) * (args.in_channels // args.groups)
-    products = len(_chunks(args, 4, args.batch)) * args.groups
+    products = sum(len(_chunks(args, itemsize, b1 - b0)) for b0, b1 in _blocks(args, itemsize)) * args.groups
     return (cols * rows * args.out_channels, cols * rows * args.groups, products,
             args.batch * args.in_channels * math.prod(geom.padded_size))
 
