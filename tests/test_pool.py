@@ -184,6 +184,28 @@ def test_max_pool_matches_oracle(case):
     g = np.random.default_rng(1).standard_normal(y.shape)
     np.testing.assert_allclose(BWD["max_pool"][nd](g, x, dilation=case[5], **params), backward(g),
                                rtol=1e-15, atol=1e-15)
+    np.testing.assert_allclose(BWD["max_pool"][nd](g, x, dilation=case[5], indices=idx, **params), backward(g),
+                               rtol=1e-15, atol=1e-15)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_max_pool_backward_adds_at_any_given_indices(dtype):
+    """``indices`` need not come from the forward: repeated cells add up, -1 adds nothing,
+    a cell outside the window still receives its gradient (a loop oracle)."""
+    rng = np.random.default_rng(3)
+    x = np.zeros((3, 2, 5, 4), dtype=dtype)
+    g = rng.standard_normal((3, 2, 2, 2)).astype(dtype)
+    idx = rng.integers(-1, 20, g.shape)
+    idx[0, 0] = 7  # one plane sends all four windows to the same cell
+    idx[2, 1, 1] = -1
+    expected = np.zeros(x.shape)
+    for n, c, a, b in itertools.product(*map(range, g.shape)):
+        if idx[n, c, a, b] >= 0:
+            expected[(n, c) + np.unravel_index(idx[n, c, a, b], (5, 4))] += g[n, c, a, b]
+    gx = convlab.max_pool2d_backward(g, x, 2, indices=idx)
+    assert gx.dtype == dtype and gx.shape == x.shape
+    np.testing.assert_allclose(gx, expected, rtol=1e-6, atol=1e-6)
+    assert gx[0, 0, 1, 3] == pytest.approx(g[0, 0].sum(), rel=1e-6)
 
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)

@@ -58,13 +58,18 @@ def _planes(a, geom):
     return a.reshape((math.prod(a.shape[:lead]),) + tuple(a.shape[lead:]))  # not -1: a plane may be empty
 
 
-def _chunks(planes, a, geom):
-    """Plane ranges ``(p0, p1)`` whose input and output stay in cache (NumPy; one chunk on a GPU)."""
+def _chunks(planes, a, plane_cells):
+    """Plane ranges ``(p0, p1)`` whose ``plane_cells`` cells per plane (input and output) stay
+    in cache (NumPy; one chunk on a GPU)."""
     if get_array_module(a) is not np:
         return [(0, planes)]
-    per_plane = (math.prod(geom.in_size) + math.prod(geom.out_size)) * a.itemsize
+    per_plane = plane_cells * a.itemsize
     step = max(1, CACHE_BYTES // max(1, per_plane))
     return [(p0, min(planes, p0 + step)) for p0 in range(0, planes, step)]
+
+
+def _plane_cells(geom):
+    return math.prod(geom.in_size) + math.prod(geom.out_size)
 
 
 _threads = None
@@ -109,7 +114,7 @@ def _reduce(x, geom, op, identity, ordered=False, then=None):
         if then is not None:
             then(xc, yc, p0, p1)
 
-    _each(chunk, _chunks(xf.shape[0], x, geom), x.nbytes)
+    _each(chunk, _chunks(xf.shape[0], x, _plane_cells(geom)), x.nbytes)
     return y.reshape(_lead(x, geom) + geom.out_size)
 
 
@@ -127,7 +132,7 @@ def _spread(gy, geom, per_tap=None):
                 src, dst = box
                 gxc[src] += gc[dst] if per_tap is None else per_tap(t, p0, p1, dst)
 
-    _each(chunk, _chunks(g.shape[0], gy, geom), gx.nbytes)
+    _each(chunk, _chunks(g.shape[0], gy, _plane_cells(geom)), gx.nbytes)
     return gx.reshape(_lead(gy, geom) + geom.in_size)
 
 
@@ -218,19 +223,31 @@ def max_pool_grad(gy, x, geom):
 def scatter_planes(gy, index, in_size):
     """The adjoint of gathering by plane index: ``gx[n, c, index[n, c, j]] += gy[n, c, j]``
     (index -1, a window with no input cell, adds nothing). Max-pool backward from the
-    forward's indices, without a second argmax."""
+    forward's indices, without a second argmax.
+
+    A chunk of planes at a time, so that its indices, gradients and sums stay in cache. The
+    chunks run on every core: ``ufunc.at`` holds the GIL, but zeroing a chunk and making its
+    flat indices do not, and overlap another chunk's adds."""
     xp = get_array_module(gy)
     planes, cells, outs = gy.shape[0] * gy.shape[1], math.prod(in_size), math.prod(gy.shape[2:])
-    flat = index.reshape(planes, outs) + (xp.arange(planes, dtype=np.int64) * cells)[:, None]
-    weights = gy.reshape(planes, outs)
-    if index.size and int(index.min()) < 0:
-        keep = index.reshape(planes, outs) >= 0
-        flat, weights = flat[keep], weights[keep]
-    if xp is np and _FAST_UFUNC_AT:  # adds in gy's dtype, 3x faster than bincount's float64 sum
-        gx = np.zeros(planes * cells, dtype=gy.dtype)
-        np.add.at(gx, flat.ravel(), weights.ravel())
-    else:
-        gx = xp.bincount(flat.ravel(), weights=weights.ravel(), minlength=planes * cells).astype(gy.dtype, copy=False)
+    g, idx = gy.reshape(planes, outs), index.reshape(planes, outs)
+    gx = xp.empty((planes, cells), dtype=gy.dtype)
+    chunks = _chunks(planes, gy, cells + outs)
+    start = xp.arange(max((p1 - p0 for p0, p1 in chunks), default=0), dtype=np.int64)[:, None] * cells
+
+    def chunk(p0, p1):
+        ic, gc, gxc = idx[p0:p1], g[p0:p1], gx[p0:p1].reshape(-1)
+        flat = ic + start[:p1 - p0]
+        if outs and int(ic.min()) < 0:
+            keep = ic >= 0
+            flat, gc = flat[keep], gc[keep]
+        if xp is np and _FAST_UFUNC_AT:  # adds in gy's dtype, cheaper than bincount's float64 sums
+            gxc.fill(0)
+            np.add.at(gxc, flat.ravel(), gc.ravel())
+        else:
+            gxc[...] = xp.bincount(flat.ravel(), weights=gc.ravel(), minlength=gxc.size)
+
+    _each(chunk, chunks, gx.nbytes)
     return gx.reshape(tuple(gy.shape[:2]) + tuple(in_size))
 
 
