@@ -264,6 +264,14 @@ def test_max_pool_window_with_no_input_cell():
     y, idx = convlab.max_pool1d(x, 2, stride=1, padding=1, dilation=2, return_indices=True)
     assert y[0, 0, 0] == -np.inf and idx[0, 0, 0] == -1
     assert convlab.max_pool1d_backward(np.ones((1, 1, 1)), x, 2, stride=1, padding=1, dilation=2)[0, 0, 0] == 0
+    # In 2-d and 3-d too (the flat index of the window's first padded cell would be -2, -3),
+    # and the index goes back through the backward.
+    for nd in (2, 3):
+        x = np.full((2, 1) + (1,) * nd, 3.0)
+        kw = dict(kernel_size=2, stride=1, padding=1, dilation=2)
+        y, idx = OPS["max_pool"][nd](x, return_indices=True, **kw)
+        assert (y == -np.inf).all() and (idx == -1).all()
+        np.testing.assert_array_equal(BWD["max_pool"][nd](np.ones(y.shape), x, indices=idx, **kw), np.zeros(x.shape))
 
 
 def test_max_pool_nan_is_the_maximum():

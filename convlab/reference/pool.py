@@ -18,6 +18,7 @@ rather than sliding windows, so they loop over their output cells instead.
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import itertools
 import math
 import os
@@ -152,27 +153,36 @@ def _in_input(geom, axis):
 
 
 def _first_inside(geom):
-    """Flat tap index (row-major over the kernel) of the first in-range cell of each window."""
-    flat = np.zeros((), dtype=np.int64)
+    """``(T, none)``: the flat tap index (row-major over the kernel) of the first in-range
+    cell of each window, and whether the window has no in-range cell at all (``T`` is 0 there)."""
+    flat, none = np.zeros((), dtype=np.int64), np.zeros((), dtype=bool)
     for a in range(geom.nd):
-        first = _in_input(geom, a).argmax(axis=1)  # argmax of a bool: the first True
-        flat = np.add.outer(flat * geom.kernel[a], first)
-    return flat
+        inside = _in_input(geom, a)
+        flat = np.add.outer(flat * geom.kernel[a], inside.argmax(axis=1))  # argmax of a bool: the first True
+        none = np.logical_or.outer(none, ~inside.any(axis=1))
+    return flat, none
 
 
-def max_pool_argmax(x, geom):
+def max_pool_argmax(x, geom, plane=False):
     """``(Y, T)``: the max of each window and the flat tap index ``T`` (row-major over the
-    kernel; the smallest unsigned integer type that holds it) of its FIRST maximum (the first NaN where the window holds one, as ``Y`` is NaN
-    there). With a chunk's ``Y`` known (and still in cache), each window keeps the smallest
-    tap that equals ``Y``, so the earliest wins. Padding is never read; a window whose ``Y`` is ``-inf`` points to its first
-    in-range tap."""
+    kernel; the smallest unsigned integer type that holds it) of its FIRST maximum (the first
+    NaN where the window holds one, as ``Y`` is NaN there). With a chunk's ``Y`` known (and
+    still in cache), each window keeps the smallest tap that equals ``Y``, so the earliest
+    wins. Padding is never read; a window whose ``Y`` is ``-inf`` points to its first
+    in-range tap. ``plane=True`` gives :func:`plane_index` of ``T`` instead (int64, -1 for a
+    window with no input cell), made from each chunk while it is in cache."""
     xp = get_array_module(x)
     # Each window keeps top - t of the first tap t that hits (the largest code): a maximum,
     # several times faster than a masked copy. The smallest unsigned type holds the codes.
     top = math.prod(geom.kernel) - 1
     index_type = np.min_scalar_type(top)
-    arg = xp.zeros((math.prod(_lead(x, geom)),) + geom.out_size, dtype=index_type)
+    planes = math.prod(_lead(x, geom))
+    arg = xp.zeros((planes,) + geom.out_size, dtype=index_type)
+    index = xp.empty((planes,) + geom.out_size, dtype=np.int64) if plane else arg
     boxes = tuple((t, box) for t, box in enumerate(tap_boxes(geom)) if box is not None)
+    first, none = _first_inside(geom)
+    first = xp.asarray(first, dtype=index_type)
+    none = xp.asarray(none) if none.any() else None
 
     def first_hits(xc, bc, p0, p1):
         ac, nan = arg[p0:p1], bool(xp.isnan(bc).any())
@@ -183,28 +193,37 @@ def max_pool_argmax(x, geom):
                 hit |= xp.isnan(xc[src])
             code = xp.multiply(hit, index_type.type(top - t), out=codes[dst])
             xp.maximum(ac[dst], code, out=ac[dst])
+        xp.subtract(index_type.type(top), ac, out=ac)
+        empty = xp.equal(bc, -xp.inf, out=hits)
+        if bool(empty.any()):
+            xp.copyto(ac, xp.broadcast_to(first, ac.shape), where=empty)
+        if plane:
+            ic = plane_index(ac, geom, out=index[p0:p1])
+            if none is not None:
+                xp.copyto(ic, -1, where=xp.broadcast_to(none, ic.shape))
 
     best = _reduce(x, geom, xp.maximum, -np.inf, then=first_hits)
-    xp.subtract(index_type.type(top), arg, out=arg)
-    arg = arg.reshape(best.shape)
-    empty = best == -xp.inf
-    if bool(empty.any()):
-        xp.copyto(arg, xp.broadcast_to(xp.asarray(_first_inside(geom), dtype=index_type), best.shape), where=empty)
-    return best, arg
+    return best, index.reshape(best.shape)
 
 
-def plane_index(arg, geom):
-    """Flat index into each input plane (row-major over ``*n``) of the cell that tap ``arg``
-    of window ``j`` reads: ``i = j*s + m*d - lo`` per axis (PyTorch's ``return_indices``).
-    The flat index is linear in ``i``, so it splits into a part of the window ``j`` and a
-    part of the tap ``m``: a small table for each, one lookup and one add."""
-    xp = get_array_module(arg)
+@functools.lru_cache(maxsize=256)
+def _index_tables(geom):
     of_window, of_tap = np.zeros((), dtype=np.int64), np.zeros((), dtype=np.int64)
     for a in range(geom.nd):
         n = geom.in_size[a]
         of_window = np.add.outer(of_window * n, np.arange(geom.out_size[a]) * geom.stride[a] - geom.pad[a][0])
         of_tap = np.add.outer(of_tap * n, np.arange(geom.kernel[a]) * geom.dilation[a])
-    return xp.asarray(of_tap.ravel()).take(arg) + xp.asarray(of_window)
+    return of_window, of_tap.ravel()
+
+
+def plane_index(arg, geom, out=None):
+    """Flat index into each input plane (row-major over ``*n``) of the cell that tap ``arg``
+    of window ``j`` reads: ``i = j*s + m*d - lo`` per axis (PyTorch's ``return_indices``).
+    The flat index is linear in ``i``, so it splits into a part of the window ``j`` and a
+    part of the tap ``m``: a small table for each, one lookup and one add."""
+    xp = get_array_module(arg)
+    of_window, of_tap = _index_tables(geom)
+    return xp.add(xp.asarray(of_tap).take(arg), xp.asarray(of_window), out=out)
 
 
 def max_pool_grad(gy, x, geom):
