@@ -119,19 +119,42 @@ def _reduce(x, geom, op, identity, ordered=False, then=None):
     return y.reshape(_lead(x, geom) + geom.out_size)
 
 
-def _spread(gy, geom, per_tap=None):
+@functools.lru_cache(maxsize=256)
+def _readers(geom):
+    """``(*n,)``: how many (window, tap) pairs read each input cell (for a fixed tap the
+    windows read distinct cells, so each tap adds at most 1)."""
+    count = np.zeros(geom.in_size, dtype=np.int64)
+    for box in tap_boxes(geom):
+        if box is not None:
+            count[box[0]] += 1
+    return count
+
+
+def _spread(gy, geom, per_tap=None, scale=None):
     """The adjoint of :func:`_reduce`'s reads: ``gx[i] = sum`` over the windows ``j`` and taps
-    that read cell ``i`` of ``per_tap(t, g[j])`` (default ``g[j]``), without padding."""
+    that read cell ``i`` of ``per_tap(t, g[j])`` (default ``g[j]``), without padding;
+    ``g = gy / scale`` (each chunk divided once, in cache) when ``scale`` is given. Where no
+    cell has two readers (windows that do not overlap) each tap assigns its cells rather
+    than adding to them, and where every cell has one, ``gx`` is not zeroed first."""
     xp = get_array_module(gy)
     g = _planes(gy, geom)
-    gx = xp.zeros((g.shape[0],) + geom.in_size, dtype=gy.dtype)
+    readers = _readers(geom)
+    alone = readers.size == 0 or int(readers.max()) <= 1
+    gx = (xp.empty if alone and readers.size and int(readers.min()) == 1 else xp.zeros)(
+        (g.shape[0],) + geom.in_size, dtype=gy.dtype)
 
     def chunk(p0, p1):
         gc, gxc = g[p0:p1], gx[p0:p1]
+        if scale is not None:
+            gc = gc / scale
         for t, box in enumerate(tap_boxes(geom)):
             if box is not None:
                 src, dst = box
-                gxc[src] += gc[dst] if per_tap is None else per_tap(t, p0, p1, dst)
+                value = gc[dst] if per_tap is None else per_tap(t, p0, p1, dst)
+                if alone:
+                    gxc[src] = value
+                else:
+                    gxc[src] += value
 
     _each(chunk, _chunks(g.shape[0], gy, _plane_cells(geom)), gx.nbytes)
     return gx.reshape(_lead(gy, geom) + geom.in_size)
@@ -295,13 +318,15 @@ def avg_divisor(geom, count_include_pad, divisor_override, xp, dtype):
 
 
 def avg_pool(x, geom, count_include_pad=True, divisor_override=None):
+    """:func:`sum_pool` over :func:`avg_divisor`, each chunk divided while it is in cache."""
     xp = get_array_module(x)
-    return sum_pool(x, geom) / avg_divisor(geom, count_include_pad, divisor_override, xp, x.dtype)
+    divisor = avg_divisor(geom, count_include_pad, divisor_override, xp, x.dtype)
+    return _reduce(x, geom, xp.add, 0, ordered=True, then=lambda xc, yc, p0, p1: xp.divide(yc, divisor, out=yc))
 
 
 def avg_pool_grad(gy, geom, count_include_pad=True, divisor_override=None):
     xp = get_array_module(gy)
-    return sum_pool_grad(gy / avg_divisor(geom, count_include_pad, divisor_override, xp, gy.dtype), geom)
+    return _spread(gy, geom, scale=avg_divisor(geom, count_include_pad, divisor_override, xp, gy.dtype))
 
 
 # ----------------------------------------------------------------------------- Lp
@@ -336,7 +361,7 @@ def lp_pool_grad(gy, x, p, geom):
         per_cell = xp.where(ax != 0, xp.sign(x) * xp.where(ax != 0, ax, 1) ** (p - 1.0), 0)
     grad = sum_pool_grad(per_window, geom) * per_cell
     if not all_finite(per_cell):  # a non-finite cell that no window reads gets 0, not 0 * inf
-        grad = xp.where(sum_pool_grad(xp.ones_like(per_window), geom) > 0, grad, 0)
+        grad = xp.where(xp.asarray(_readers(geom) > 0), grad, 0)
     return grad
 
 
