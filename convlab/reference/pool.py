@@ -130,28 +130,48 @@ def _readers(geom):
     return count
 
 
+@functools.lru_cache(maxsize=256)
+def _spread_plan(geom):
+    """``(assigns, unwritten)`` for :func:`_spread`: per tap, whether no earlier tap (row-major)
+    reads any of its cells, so that it can assign them rather than add to them; and the flat
+    indices into a plane of the cells no assigning tap writes, which start at 0."""
+    touched, written, assigns = np.zeros(geom.in_size, bool), np.zeros(geom.in_size, bool), []
+    for box in tap_boxes(geom):
+        assigns.append(box is not None and not touched[box[0]].any())
+        if box is not None:
+            touched[box[0]] = True
+            written[box[0]] |= assigns[-1]
+    return tuple(assigns), np.flatnonzero(~written)
+
+
 def _spread(gy, geom, per_tap=None, scale=None):
     """The adjoint of :func:`_reduce`'s reads: ``gx[i] = sum`` over the windows ``j`` and taps
     that read cell ``i`` of ``per_tap(t, g[j])`` (default ``g[j]``), without padding;
-    ``g = gy / scale`` (each chunk divided once, in cache) when ``scale`` is given. Where no
-    cell has two readers (windows that do not overlap) each tap assigns its cells rather
-    than adding to them, and where every cell has one, ``gx`` is not zeroed first."""
+    ``g = gy / scale`` (each chunk divided once, in cache) when ``scale`` is given. A tap
+    whose cells no earlier tap reads assigns them instead of adding (the same sum, in the
+    same order), so only the cells no such tap writes are zeroed first (none where windows
+    tile the input; the last row and column for 3x3/2 pad 1 on an even size)."""
     xp = get_array_module(gy)
     g = _planes(gy, geom)
-    readers = _readers(geom)
-    alone = readers.size == 0 or int(readers.max()) <= 1
-    gx = (xp.empty if alone and readers.size and int(readers.min()) == 1 else xp.zeros)(
-        (g.shape[0],) + geom.in_size, dtype=gy.dtype)
+    gx = xp.empty((g.shape[0],) + geom.in_size, dtype=gy.dtype)
+    assigns, unwritten = _spread_plan(geom)
+    cells = math.prod(geom.in_size)
+    few = 8 * unwritten.size < cells  # else zeroing the whole chunk is cheaper than picking cells
+    unwritten = xp.asarray(unwritten)
 
     def chunk(p0, p1):
         gc, gxc = g[p0:p1], gx[p0:p1]
+        if few:
+            gxc.reshape(p1 - p0, cells)[:, unwritten] = 0
+        else:
+            gxc.fill(0)
         if scale is not None:
             gc = gc / scale
         for t, box in enumerate(tap_boxes(geom)):
             if box is not None:
                 src, dst = box
                 value = gc[dst] if per_tap is None else per_tap(t, p0, p1, dst)
-                if alone:
+                if assigns[t]:
                     gxc[src] = value
                 else:
                     gxc[src] += value
