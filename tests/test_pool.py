@@ -354,6 +354,10 @@ def test_lp_pool_special_cases():
     np.testing.assert_allclose(convlab.lp_pool1d(x, math.inf, 2)[0, 0], [4.0, 0.0, 1.0])
     g = convlab.lp_pool1d_backward(np.ones((1, 1, 3)), x, math.inf, 2)
     np.testing.assert_array_equal(g[0, 0], [0.0, -1.0, 0.0, 0.0, -1.0, 0.0])
+    # a non-finite cell that no window reads (the last of 7 under windows of 2) gets 0, not 0 * inf
+    for p in (2, 3):
+        g = convlab.lp_pool1d_backward(np.ones((1, 1, 3)), np.append(x, np.inf)[None, None], p, 2)
+        assert g[0, 0, -1] == 0 and np.all(np.isfinite(g))
     # an all-zero window has gradient 0 (not NaN) for every p
     for p in (0.5, 1, 2, 3, math.inf):
         g = convlab.lp_pool1d_backward(np.ones((1, 1, 3)), x, p, 2)

@@ -120,28 +120,18 @@ def _reduce(x, geom, op, identity, ordered=False, then=None):
 
 
 @functools.lru_cache(maxsize=256)
-def _readers(geom):
-    """``(*n,)``: how many (window, tap) pairs read each input cell (for a fixed tap the
-    windows read distinct cells, so each tap adds at most 1)."""
-    count = np.zeros(geom.in_size, dtype=np.int64)
-    for box in tap_boxes(geom):
-        if box is not None:
-            count[box[0]] += 1
-    return count
-
-
-@functools.lru_cache(maxsize=256)
 def _spread_plan(geom):
-    """``(assigns, unwritten)`` for :func:`_spread`: per tap, whether no earlier tap (row-major)
-    reads any of its cells, so that it can assign them rather than add to them; and the flat
-    indices into a plane of the cells no assigning tap writes, which start at 0."""
-    touched, written, assigns = np.zeros(geom.in_size, bool), np.zeros(geom.in_size, bool), []
+    """``(assigns, unwritten, read)`` for :func:`_spread`: per tap, whether no earlier tap
+    (row-major) reads any of its cells, so that it can assign them rather than add to them;
+    the flat indices into a plane of the cells no assigning tap writes, which start at 0;
+    and ``(*n,)``, whether any window reads each cell."""
+    read, written, assigns = np.zeros(geom.in_size, bool), np.zeros(geom.in_size, bool), []
     for box in tap_boxes(geom):
-        assigns.append(box is not None and not touched[box[0]].any())
+        assigns.append(box is not None and not read[box[0]].any())
         if box is not None:
-            touched[box[0]] = True
+            read[box[0]] = True
             written[box[0]] |= assigns[-1]
-    return tuple(assigns), np.flatnonzero(~written)
+    return tuple(assigns), np.flatnonzero(~written), read
 
 
 def _spread(gy, geom, per_tap=None, scale=None):
@@ -154,7 +144,7 @@ def _spread(gy, geom, per_tap=None, scale=None):
     xp = get_array_module(gy)
     g = _planes(gy, geom)
     gx = xp.empty((g.shape[0],) + geom.in_size, dtype=gy.dtype)
-    assigns, unwritten = _spread_plan(geom)
+    assigns, unwritten, _ = _spread_plan(geom)
     cells = math.prod(geom.in_size)
     few = 8 * unwritten.size < cells  # else zeroing the whole chunk is cheaper than picking cells
     unwritten = xp.asarray(unwritten)
@@ -381,7 +371,7 @@ def lp_pool_grad(gy, x, p, geom):
         per_cell = xp.where(ax != 0, xp.sign(x) * xp.where(ax != 0, ax, 1) ** (p - 1.0), 0)
     grad = sum_pool_grad(per_window, geom) * per_cell
     if not all_finite(per_cell):  # a non-finite cell that no window reads gets 0, not 0 * inf
-        grad = xp.where(xp.asarray(_readers(geom) > 0), grad, 0)
+        grad = xp.where(xp.asarray(_spread_plan(geom)[2]), grad, 0)
     return grad
 
 
