@@ -218,7 +218,7 @@ def max_pool_argmax(x, geom, plane=False):
     none = xp.asarray(none) if none.any() else None
 
     def first_hits(xc, bc, p0, p1):
-        ac, nan = arg[p0:p1], bool(xp.isnan(bc).any())
+        ac, nan = arg[p0:p1], bc.size and bool(xp.isnan(bc.max()))  # a NaN in a window makes its max NaN
         hits, codes = xp.empty(bc.shape, dtype=bool), xp.empty(bc.shape, dtype=index_type)
         for t, (src, dst) in boxes:
             hit = xp.equal(xc[src], bc[dst], out=hits[dst])
@@ -227,9 +227,8 @@ def max_pool_argmax(x, geom, plane=False):
             code = xp.multiply(hit, index_type.type(top - t), out=codes[dst])
             xp.maximum(ac[dst], code, out=ac[dst])
         xp.subtract(index_type.type(top), ac, out=ac)
-        empty = xp.equal(bc, -xp.inf, out=hits)
-        if bool(empty.any()):
-            xp.copyto(ac, xp.broadcast_to(first, ac.shape), where=empty)
+        if bc.size and not bool(bc.min() > -xp.inf):  # some window's max is -inf (or NaN)
+            xp.copyto(ac, xp.broadcast_to(first, ac.shape), where=xp.equal(bc, -xp.inf, out=hits))
         if plane:
             ic = plane_index(ac, geom, out=index[p0:p1])
             if none is not None:
