@@ -199,43 +199,55 @@ def _first_inside(geom):
 def max_pool_argmax(x, geom, plane=False):
     """``(Y, T)``: the max of each window and the flat tap index ``T`` (row-major over the
     kernel; the smallest unsigned integer type that holds it) of its FIRST maximum (the first
-    NaN where the window holds one, as ``Y`` is NaN there). With a chunk's ``Y`` known (and
-    still in cache), each window keeps the smallest tap that equals ``Y``, so the earliest
-    wins. Padding is never read; a window whose ``Y`` is ``-inf`` points to its first
-    in-range tap. ``plane=True`` gives :func:`plane_index` of ``T`` instead (int64, -1 for a
-    window with no input cell), made from each chunk while it is in cache."""
+    NaN where the window holds one, as ``Y`` is NaN there). Padding is never read; a window
+    whose ``Y`` is ``-inf`` points to its first in-range tap. ``plane=True`` gives
+    :func:`plane_index` of ``T`` instead (int64, -1 for a window with no input cell), made
+    from each chunk while it is in cache.
+
+    The taps pass in row-major order and each window keeps the last tap that raised its
+    running max: a tie does not raise it, so the earliest of equal maxima stays; a NaN
+    raises a max that is not NaN yet, and nothing raises a NaN. Each tap's strided cells
+    are copied once, so that the compare and the max read them contiguously."""
     xp = get_array_module(x)
-    # Each window keeps top - t of the first tap t that hits (the largest code): a maximum,
-    # several times faster than a masked copy. The smallest unsigned type holds the codes.
-    top = math.prod(geom.kernel) - 1
-    index_type = np.min_scalar_type(top)
-    planes = math.prod(_lead(x, geom))
-    arg = xp.zeros((planes,) + geom.out_size, dtype=index_type)
-    index = xp.empty((planes,) + geom.out_size, dtype=np.int64) if plane else arg
+    xf = _planes(x, geom)
+    index_type = np.min_scalar_type(math.prod(geom.kernel) - 1)
+    y = xp.empty((xf.shape[0],) + geom.out_size, dtype=x.dtype)
+    arg = xp.empty(y.shape, dtype=index_type)
+    index = xp.empty(y.shape, dtype=np.int64) if plane else arg
     boxes = tuple((t, box) for t, box in enumerate(tap_boxes(geom)) if box is not None)
     first, none = _first_inside(geom)
     first = xp.asarray(first, dtype=index_type)
     none = xp.asarray(none) if none.any() else None
 
-    def first_hits(xc, bc, p0, p1):
-        ac, nan = arg[p0:p1], bc.size and bool(xp.isnan(bc.max()))  # a NaN in a window makes its max NaN
-        hits, codes = xp.empty(bc.shape, dtype=bool), xp.empty(bc.shape, dtype=index_type)
-        for t, (src, dst) in boxes:
-            hit = xp.equal(xc[src], bc[dst], out=hits[dst])
-            if nan:
-                hit |= xp.isnan(xc[src])
-            code = xp.multiply(hit, index_type.type(top - t), out=codes[dst])
-            xp.maximum(ac[dst], code, out=ac[dst])
-        xp.subtract(index_type.type(top), ac, out=ac)
-        if bc.size and not bool(bc.min() > -xp.inf):  # some window's max is -inf (or NaN)
-            xp.copyto(ac, xp.broadcast_to(first, ac.shape), where=xp.equal(bc, -xp.inf, out=hits))
+    def chunk(p0, p1):
+        xc, yc, ac = xf[p0:p1], y[p0:p1], arg[p0:p1]
+        cells, raised, codes = (xp.empty(yc.shape, dtype=d) for d in (x.dtype, bool, index_type))
+
+        def taps(nan):
+            yc.fill(-xp.inf)
+            ac.fill(0)  # also the code of a window never raised: its max is -inf, fixed below
+            for t, (src, dst) in boxes:
+                v = cells[dst]
+                v[...] = xc[src]
+                up = xp.greater(v, yc[dst], out=raised[dst])
+                if nan:
+                    up |= xp.isnan(v) & ~xp.isnan(yc[dst])
+                xp.maximum(yc[dst], v, out=yc[dst])
+                xp.maximum(ac[dst], xp.multiply(up, index_type.type(t), out=codes[dst]), out=ac[dst])
+
+        taps(False)
+        if yc.size and bool(xp.isnan(yc.max())):  # a NaN in a window makes its max NaN
+            taps(True)
+        if yc.size and not bool(yc.min() > -xp.inf):
+            xp.copyto(ac, xp.broadcast_to(first, ac.shape), where=xp.equal(yc, -xp.inf, out=raised))
         if plane:
             ic = plane_index(ac, geom, out=index[p0:p1])
             if none is not None:
                 xp.copyto(ic, -1, where=xp.broadcast_to(none, ic.shape))
 
-    best = _reduce(x, geom, xp.maximum, -np.inf, then=first_hits)
-    return best, index.reshape(best.shape)
+    _each(chunk, _chunks(xf.shape[0], x, _plane_cells(geom)), x.nbytes)
+    shape = _lead(x, geom) + geom.out_size
+    return y.reshape(shape), index.reshape(shape)
 
 
 @functools.lru_cache(maxsize=256)
