@@ -145,14 +145,14 @@ def _spread(gy, geom, per_tap=None, scale=None):
     g = _planes(gy, geom)
     gx = xp.empty((g.shape[0],) + geom.in_size, dtype=gy.dtype)
     assigns, unwritten, _ = _spread_plan(geom)
-    cells = math.prod(geom.in_size)
-    few = 8 * unwritten.size < cells  # else zeroing the whole chunk is cheaper than picking cells
+    size = math.prod(geom.in_size)
+    few = 8 * unwritten.size < size  # else zeroing the whole chunk is cheaper than picking cells
     unwritten = xp.asarray(unwritten)
 
     def chunk(p0, p1):
         gc, gxc = g[p0:p1], gx[p0:p1]
         if few:
-            gxc.reshape(p1 - p0, cells)[:, unwritten] = 0
+            gxc.reshape(p1 - p0, size)[:, unwritten] = 0
         else:
             gxc.fill(0)
         if scale is not None:
@@ -221,13 +221,13 @@ def max_pool_argmax(x, geom, plane=False):
 
     def chunk(p0, p1):
         xc, yc, ac = xf[p0:p1], y[p0:p1], arg[p0:p1]
-        cells, raised, codes = (xp.empty(yc.shape, dtype=d) for d in (x.dtype, bool, index_type))
+        values, raised, codes = (xp.empty(yc.shape, dtype=d) for d in (x.dtype, bool, index_type))
 
-        def taps(nan):
+        def run(nan):
             yc.fill(-xp.inf)
             ac.fill(0)  # also the code of a window never raised: its max is -inf, fixed below
             for t, (src, dst) in boxes:
-                v = cells[dst]
+                v = values[dst]
                 v[...] = xc[src]
                 up = xp.greater(v, yc[dst], out=raised[dst])
                 if nan:
@@ -235,9 +235,9 @@ def max_pool_argmax(x, geom, plane=False):
                 xp.maximum(yc[dst], v, out=yc[dst])
                 xp.maximum(ac[dst], xp.multiply(up, index_type.type(t), out=codes[dst]), out=ac[dst])
 
-        taps(False)
+        run(False)
         if yc.size and bool(xp.isnan(yc.max())):  # a NaN in a window makes its max NaN
-            taps(True)
+            run(True)
         if yc.size and not bool(yc.min() > -xp.inf):
             xp.copyto(ac, xp.broadcast_to(first, ac.shape), where=xp.equal(yc, -xp.inf, out=raised))
         if plane:
