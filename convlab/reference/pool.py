@@ -27,7 +27,7 @@ import numpy as np
 
 from .._backend import get_array_module
 from .._protocol import all_finite
-from .windows import cells, covers, tap_boxes, taps
+from .windows import cells, covers, tap_boxes
 
 
 # Planes per chunk: a chunk's input and output stay in L2 while the taps pass over them.
