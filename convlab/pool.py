@@ -59,8 +59,7 @@ def max_pool(nd, x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=F
     if kernel:
         return kernel.max_pool2d(x, geom, return_indices=indices)
     if indices:
-        y, arg = ref.max_pool_argmax(x, geom)
-        return y, ref.plane_index(arg, geom)
+        return ref.max_pool_argmax(x, geom, plane=True)
     return ref.max_pool(x, geom)
 
 

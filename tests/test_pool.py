@@ -184,6 +184,28 @@ def test_max_pool_matches_oracle(case):
     g = np.random.default_rng(1).standard_normal(y.shape)
     np.testing.assert_allclose(BWD["max_pool"][nd](g, x, dilation=case[5], **params), backward(g),
                                rtol=1e-15, atol=1e-15)
+    np.testing.assert_allclose(BWD["max_pool"][nd](g, x, dilation=case[5], indices=idx, **params), backward(g),
+                               rtol=1e-15, atol=1e-15)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_max_pool_backward_adds_at_any_given_indices(dtype):
+    """``indices`` need not come from the forward: repeated cells add up, -1 adds nothing,
+    a cell outside the window still receives its gradient (a loop oracle)."""
+    rng = np.random.default_rng(3)
+    x = np.zeros((3, 2, 5, 4), dtype=dtype)
+    g = rng.standard_normal((3, 2, 2, 2)).astype(dtype)
+    idx = rng.integers(-1, 20, g.shape)
+    idx[0, 0] = 7  # one plane sends all four windows to the same cell
+    idx[2, 1, 1] = -1
+    expected = np.zeros(x.shape)
+    for n, c, a, b in itertools.product(*map(range, g.shape)):
+        if idx[n, c, a, b] >= 0:
+            expected[(n, c) + np.unravel_index(idx[n, c, a, b], (5, 4))] += g[n, c, a, b]
+    gx = convlab.max_pool2d_backward(g, x, 2, indices=idx)
+    assert gx.dtype == dtype and gx.shape == x.shape
+    np.testing.assert_allclose(gx, expected, rtol=1e-6, atol=1e-6)
+    assert gx[0, 0, 1, 3] == pytest.approx(g[0, 0].sum(), rel=1e-6)
 
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)
@@ -242,6 +264,14 @@ def test_max_pool_window_with_no_input_cell():
     y, idx = convlab.max_pool1d(x, 2, stride=1, padding=1, dilation=2, return_indices=True)
     assert y[0, 0, 0] == -np.inf and idx[0, 0, 0] == -1
     assert convlab.max_pool1d_backward(np.ones((1, 1, 1)), x, 2, stride=1, padding=1, dilation=2)[0, 0, 0] == 0
+    # In 2-d and 3-d too (the flat index of the window's first padded cell would be -2, -3),
+    # and the index goes back through the backward.
+    for nd in (2, 3):
+        x = np.full((2, 1) + (1,) * nd, 3.0)
+        kw = dict(kernel_size=2, stride=1, padding=1, dilation=2)
+        y, idx = OPS["max_pool"][nd](x, return_indices=True, **kw)
+        assert (y == -np.inf).all() and (idx == -1).all()
+        np.testing.assert_array_equal(BWD["max_pool"][nd](np.ones(y.shape), x, indices=idx, **kw), np.zeros(x.shape))
 
 
 def test_max_pool_nan_is_the_maximum():
@@ -324,6 +354,10 @@ def test_lp_pool_special_cases():
     np.testing.assert_allclose(convlab.lp_pool1d(x, math.inf, 2)[0, 0], [4.0, 0.0, 1.0])
     g = convlab.lp_pool1d_backward(np.ones((1, 1, 3)), x, math.inf, 2)
     np.testing.assert_array_equal(g[0, 0], [0.0, -1.0, 0.0, 0.0, -1.0, 0.0])
+    # a non-finite cell that no window reads (the last of 7 under windows of 2) gets 0, not 0 * inf
+    for p in (2, 3):
+        g = convlab.lp_pool1d_backward(np.ones((1, 1, 3)), np.append(x, np.inf)[None, None], p, 2)
+        assert g[0, 0, -1] == 0 and np.all(np.isfinite(g))
     # an all-zero window has gradient 0 (not NaN) for every p
     for p in (0.5, 1, 2, 3, math.inf):
         g = convlab.lp_pool1d_backward(np.ones((1, 1, 3)), x, p, 2)

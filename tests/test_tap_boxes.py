@@ -60,6 +60,13 @@ def test_chunked_pools_match_a_padded_window_oracle(threaded, monkeypatch):
     expected = np.zeros(x.size)
     np.add.at(expected, (idx + np.arange(15).reshape(3, 5, 1, 1) * 72).ravel(), g.ravel())
     np.testing.assert_allclose(gx.ravel(), expected, atol=1e-14)
+    np.testing.assert_allclose(convlab.max_pool2d_backward(g, x, indices=idx, **kw).ravel(), expected, atol=1e-14)
+    idx[1, 2] = -1  # a plane in the middle whose windows hold no input cell adds nothing
+    idx[2, 0] = idx[2, 0, 0, 0]  # and one whose windows all send to one cell
+    expected = np.zeros(x.size)
+    keep = (idx >= 0).ravel()
+    np.add.at(expected, (idx + np.arange(15).reshape(3, 5, 1, 1) * 72).ravel()[keep], g.ravel()[keep])
+    np.testing.assert_allclose(convlab.max_pool2d_backward(g, x, indices=idx, **kw).ravel(), expected, atol=1e-14)
     zpad = np.pad(x, [(0, 0), (0, 0), (1, 1), (1, 1)])
     np.testing.assert_allclose(convlab.avg_pool2d(x, **kw),
                                win(zpad, (3, 3), axis=(2, 3))[:, :, ::2, ::2].mean(axis=(-2, -1)), atol=1e-14)
@@ -68,3 +75,15 @@ def test_chunked_pools_match_a_padded_window_oracle(threaded, monkeypatch):
                                atol=1e-14)
     # the adjoint of the average: <avg(x), g> = <x, avg_backward(g)>
     assert np.isclose((convlab.avg_pool2d(x, **kw) * g).sum(), (x * convlab.avg_pool2d_backward(g, x, **kw)).sum())
+    # Windows that do not overlap assign their cells (every cell, or with a last row no window reads).
+    for xs in (x[:, :, :8], x):
+        y, idx = convlab.max_pool2d(xs, 2, return_indices=True)
+        np.testing.assert_array_equal(y, win(xs, (2, 2), axis=(2, 3))[:, :, ::2, ::2].max(axis=(-2, -1)))
+        g = rng.standard_normal(y.shape)
+        expected = np.zeros(xs.size)
+        np.add.at(expected, (idx + np.arange(15).reshape(3, 5, 1, 1) * xs[0, 0].size).ravel(), g.ravel())
+        np.testing.assert_array_equal(convlab.max_pool2d_backward(g, xs, 2).ravel(), expected)
+        np.testing.assert_array_equal(convlab.max_pool2d_backward(g, xs, 2, indices=idx).ravel(), expected)
+        expected = np.zeros(xs.shape)
+        expected[:, :, :8, :8] = np.repeat(np.repeat(g / 4, 2, axis=2), 2, axis=3)
+        np.testing.assert_array_equal(convlab.avg_pool2d_backward(g, xs, 2), expected)

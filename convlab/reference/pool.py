@@ -18,6 +18,7 @@ rather than sliding windows, so they loop over their output cells instead.
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import itertools
 import math
 import os
@@ -26,7 +27,7 @@ import numpy as np
 
 from .._backend import get_array_module
 from .._protocol import all_finite
-from .windows import cells, covers, tap_boxes, taps
+from .windows import cells, covers, tap_boxes
 
 
 # Planes per chunk: a chunk's input and output stay in L2 while the taps pass over them.
@@ -58,13 +59,18 @@ def _planes(a, geom):
     return a.reshape((math.prod(a.shape[:lead]),) + tuple(a.shape[lead:]))  # not -1: a plane may be empty
 
 
-def _chunks(planes, a, geom):
-    """Plane ranges ``(p0, p1)`` whose input and output stay in cache (NumPy; one chunk on a GPU)."""
+def _chunks(planes, a, plane_cells):
+    """Plane ranges ``(p0, p1)`` whose ``plane_cells`` cells per plane (input and output) stay
+    in cache (NumPy; one chunk on a GPU)."""
     if get_array_module(a) is not np:
         return [(0, planes)]
-    per_plane = (math.prod(geom.in_size) + math.prod(geom.out_size)) * a.itemsize
+    per_plane = plane_cells * a.itemsize
     step = max(1, CACHE_BYTES // max(1, per_plane))
     return [(p0, min(planes, p0 + step)) for p0 in range(0, planes, step)]
+
+
+def _plane_cells(geom):
+    return math.prod(geom.in_size) + math.prod(geom.out_size)
 
 
 _threads = None
@@ -109,25 +115,58 @@ def _reduce(x, geom, op, identity, ordered=False, then=None):
         if then is not None:
             then(xc, yc, p0, p1)
 
-    _each(chunk, _chunks(xf.shape[0], x, geom), x.nbytes)
+    _each(chunk, _chunks(xf.shape[0], x, _plane_cells(geom)), x.nbytes)
     return y.reshape(_lead(x, geom) + geom.out_size)
 
 
-def _spread(gy, geom, per_tap=None):
+@functools.lru_cache(maxsize=256)
+def _spread_plan(geom):
+    """``(assigns, unwritten, read)`` for :func:`_spread`: per tap, whether no earlier tap
+    (row-major) reads any of its cells, so that it can assign them rather than add to them;
+    the flat indices into a plane of the cells no assigning tap writes, which start at 0;
+    and ``(*n,)``, whether any window reads each cell."""
+    read, written, assigns = np.zeros(geom.in_size, bool), np.zeros(geom.in_size, bool), []
+    for box in tap_boxes(geom):
+        assigns.append(box is not None and not read[box[0]].any())
+        if box is not None:
+            read[box[0]] = True
+            written[box[0]] |= assigns[-1]
+    return tuple(assigns), np.flatnonzero(~written), read
+
+
+def _spread(gy, geom, per_tap=None, scale=None):
     """The adjoint of :func:`_reduce`'s reads: ``gx[i] = sum`` over the windows ``j`` and taps
-    that read cell ``i`` of ``per_tap(t, g[j])`` (default ``g[j]``), without padding."""
+    that read cell ``i`` of ``per_tap(t, g[j])`` (default ``g[j]``), without padding;
+    ``g = gy / scale`` (each chunk divided once, in cache) when ``scale`` is given. A tap
+    whose cells no earlier tap reads assigns them instead of adding (the same sum, in the
+    same order), so only the cells no such tap writes are zeroed first (none where windows
+    tile the input; the last row and column for 3x3/2 pad 1 on an even size)."""
     xp = get_array_module(gy)
     g = _planes(gy, geom)
-    gx = xp.zeros((g.shape[0],) + geom.in_size, dtype=gy.dtype)
+    gx = xp.empty((g.shape[0],) + geom.in_size, dtype=gy.dtype)
+    assigns, unwritten, _ = _spread_plan(geom)
+    size = math.prod(geom.in_size)
+    few = 8 * unwritten.size < size  # else zeroing the whole chunk is cheaper than picking cells
+    unwritten = xp.asarray(unwritten)
 
     def chunk(p0, p1):
         gc, gxc = g[p0:p1], gx[p0:p1]
+        if few:
+            gxc.reshape(p1 - p0, size)[:, unwritten] = 0
+        else:
+            gxc.fill(0)
+        if scale is not None:
+            gc = gc / scale
         for t, box in enumerate(tap_boxes(geom)):
             if box is not None:
                 src, dst = box
-                gxc[src] += gc[dst] if per_tap is None else per_tap(t, p0, p1, dst)
+                value = gc[dst] if per_tap is None else per_tap(t, p0, p1, dst)
+                if assigns[t]:
+                    gxc[src] = value
+                else:
+                    gxc[src] += value
 
-    _each(chunk, _chunks(g.shape[0], gy, geom), gx.nbytes)
+    _each(chunk, _chunks(g.shape[0], gy, _plane_cells(geom)), gx.nbytes)
     return gx.reshape(_lead(gy, geom) + geom.in_size)
 
 
@@ -147,59 +186,88 @@ def _in_input(geom, axis):
 
 
 def _first_inside(geom):
-    """Flat tap index (row-major over the kernel) of the first in-range cell of each window."""
-    flat = np.zeros((), dtype=np.int64)
+    """``(T, none)``: the flat tap index (row-major over the kernel) of the first in-range
+    cell of each window, and whether the window has no in-range cell at all (``T`` is 0 there)."""
+    flat, none = np.zeros((), dtype=np.int64), np.zeros((), dtype=bool)
     for a in range(geom.nd):
-        first = _in_input(geom, a).argmax(axis=1)  # argmax of a bool: the first True
-        flat = np.add.outer(flat * geom.kernel[a], first)
-    return flat
+        inside = _in_input(geom, a)
+        flat = np.add.outer(flat * geom.kernel[a], inside.argmax(axis=1))  # argmax of a bool: the first True
+        none = np.logical_or.outer(none, ~inside.any(axis=1))
+    return flat, none
 
 
-def max_pool_argmax(x, geom):
+def max_pool_argmax(x, geom, plane=False):
     """``(Y, T)``: the max of each window and the flat tap index ``T`` (row-major over the
-    kernel; the smallest unsigned integer type that holds it) of its FIRST maximum (the first NaN where the window holds one, as ``Y`` is NaN
-    there). With a chunk's ``Y`` known (and still in cache), each window keeps the smallest
-    tap that equals ``Y``, so the earliest wins. Padding is never read; a window whose ``Y`` is ``-inf`` points to its first
-    in-range tap."""
+    kernel; the smallest unsigned integer type that holds it) of its FIRST maximum (the first
+    NaN where the window holds one, as ``Y`` is NaN there). Padding is never read; a window
+    whose ``Y`` is ``-inf`` points to its first in-range tap. ``plane=True`` gives
+    :func:`plane_index` of ``T`` instead (int64, -1 for a window with no input cell), made
+    from each chunk while it is in cache.
+
+    The taps pass in row-major order and each window keeps the last tap that raised its
+    running max: a tie does not raise it, so the earliest of equal maxima stays; a NaN
+    raises a max that is not NaN yet, and nothing raises a NaN. Each tap's strided cells
+    are copied once, so that the compare and the max read them contiguously."""
     xp = get_array_module(x)
-    # Each window keeps top - t of the first tap t that hits (the largest code): a maximum,
-    # several times faster than a masked copy. The smallest unsigned type holds the codes.
-    top = math.prod(geom.kernel) - 1
-    index_type = np.min_scalar_type(top)
-    arg = xp.zeros((math.prod(_lead(x, geom)),) + geom.out_size, dtype=index_type)
+    xf = _planes(x, geom)
+    index_type = np.min_scalar_type(math.prod(geom.kernel) - 1)
+    y = xp.empty((xf.shape[0],) + geom.out_size, dtype=x.dtype)
+    arg = xp.empty(y.shape, dtype=index_type)
+    index = xp.empty(y.shape, dtype=np.int64) if plane else arg
     boxes = tuple((t, box) for t, box in enumerate(tap_boxes(geom)) if box is not None)
+    first, none = _first_inside(geom)
+    first = xp.asarray(first, dtype=index_type)
+    none = xp.asarray(none) if none.any() else None
 
-    def first_hits(xc, bc, p0, p1):
-        ac, nan = arg[p0:p1], bool(xp.isnan(bc).any())
-        hits, codes = xp.empty(bc.shape, dtype=bool), xp.empty(bc.shape, dtype=index_type)
-        for t, (src, dst) in boxes:
-            hit = xp.equal(xc[src], bc[dst], out=hits[dst])
-            if nan:
-                hit |= xp.isnan(xc[src])
-            code = xp.multiply(hit, index_type.type(top - t), out=codes[dst])
-            xp.maximum(ac[dst], code, out=ac[dst])
+    def chunk(p0, p1):
+        xc, yc, ac = xf[p0:p1], y[p0:p1], arg[p0:p1]
+        values, raised, codes = (xp.empty(yc.shape, dtype=d) for d in (x.dtype, bool, index_type))
 
-    best = _reduce(x, geom, xp.maximum, -np.inf, then=first_hits)
-    xp.subtract(index_type.type(top), arg, out=arg)
-    arg = arg.reshape(best.shape)
-    empty = best == -xp.inf
-    if bool(empty.any()):
-        xp.copyto(arg, xp.broadcast_to(xp.asarray(_first_inside(geom), dtype=index_type), best.shape), where=empty)
-    return best, arg
+        def run(nan):
+            yc.fill(-xp.inf)
+            ac.fill(0)  # also the code of a window never raised: its max is -inf, fixed below
+            for t, (src, dst) in boxes:
+                v = values[dst]
+                v[...] = xc[src]
+                up = xp.greater(v, yc[dst], out=raised[dst])
+                if nan:
+                    up |= xp.isnan(v) & ~xp.isnan(yc[dst])
+                xp.maximum(yc[dst], v, out=yc[dst])
+                xp.maximum(ac[dst], xp.multiply(up, index_type.type(t), out=codes[dst]), out=ac[dst])
+
+        run(False)
+        if yc.size and bool(xp.isnan(yc.max())):  # a NaN in a window makes its max NaN
+            run(True)
+        if yc.size and not bool(yc.min() > -xp.inf):
+            xp.copyto(ac, xp.broadcast_to(first, ac.shape), where=xp.equal(yc, -xp.inf, out=raised))
+        if plane:
+            ic = plane_index(ac, geom, out=index[p0:p1])
+            if none is not None:
+                xp.copyto(ic, -1, where=xp.broadcast_to(none, ic.shape))
+
+    _each(chunk, _chunks(xf.shape[0], x, _plane_cells(geom)), x.nbytes)
+    shape = _lead(x, geom) + geom.out_size
+    return y.reshape(shape), index.reshape(shape)
 
 
-def plane_index(arg, geom):
-    """Flat index into each input plane (row-major over ``*n``) of the cell that tap ``arg``
-    of window ``j`` reads: ``i = j*s + m*d - lo`` per axis (PyTorch's ``return_indices``).
-    The flat index is linear in ``i``, so it splits into a part of the window ``j`` and a
-    part of the tap ``m``: a small table for each, one lookup and one add."""
-    xp = get_array_module(arg)
+@functools.lru_cache(maxsize=256)
+def _index_tables(geom):
     of_window, of_tap = np.zeros((), dtype=np.int64), np.zeros((), dtype=np.int64)
     for a in range(geom.nd):
         n = geom.in_size[a]
         of_window = np.add.outer(of_window * n, np.arange(geom.out_size[a]) * geom.stride[a] - geom.pad[a][0])
         of_tap = np.add.outer(of_tap * n, np.arange(geom.kernel[a]) * geom.dilation[a])
-    return xp.asarray(of_tap.ravel()).take(arg) + xp.asarray(of_window)
+    return of_window, of_tap.ravel()
+
+
+def plane_index(arg, geom, out=None):
+    """Flat index into each input plane (row-major over ``*n``) of the cell that tap ``arg``
+    of window ``j`` reads: ``i = j*s + m*d - lo`` per axis (PyTorch's ``return_indices``).
+    The flat index is linear in ``i``, so it splits into a part of the window ``j`` and a
+    part of the tap ``m``: a small table for each, one lookup and one add."""
+    xp = get_array_module(arg)
+    of_window, of_tap = _index_tables(geom)
+    return xp.add(xp.asarray(of_tap).take(arg), xp.asarray(of_window), out=out)
 
 
 def max_pool_grad(gy, x, geom):
@@ -218,19 +286,31 @@ def max_pool_grad(gy, x, geom):
 def scatter_planes(gy, index, in_size):
     """The adjoint of gathering by plane index: ``gx[n, c, index[n, c, j]] += gy[n, c, j]``
     (index -1, a window with no input cell, adds nothing). Max-pool backward from the
-    forward's indices, without a second argmax."""
+    forward's indices, without a second argmax.
+
+    A chunk of planes at a time, so that its indices, gradients and sums stay in cache. The
+    chunks run on every core: ``ufunc.at`` holds the GIL, but zeroing a chunk and making its
+    flat indices do not, and overlap another chunk's adds."""
     xp = get_array_module(gy)
     planes, cells, outs = gy.shape[0] * gy.shape[1], math.prod(in_size), math.prod(gy.shape[2:])
-    flat = index.reshape(planes, outs) + (xp.arange(planes, dtype=np.int64) * cells)[:, None]
-    weights = gy.reshape(planes, outs)
-    if index.size and int(index.min()) < 0:
-        keep = index.reshape(planes, outs) >= 0
-        flat, weights = flat[keep], weights[keep]
-    if xp is np and _FAST_UFUNC_AT:  # adds in gy's dtype, 3x faster than bincount's float64 sum
-        gx = np.zeros(planes * cells, dtype=gy.dtype)
-        np.add.at(gx, flat.ravel(), weights.ravel())
-    else:
-        gx = xp.bincount(flat.ravel(), weights=weights.ravel(), minlength=planes * cells).astype(gy.dtype, copy=False)
+    g, idx = gy.reshape(planes, outs), index.reshape(planes, outs)
+    gx = xp.empty((planes, cells), dtype=gy.dtype)
+    chunks = _chunks(planes, gy, cells + outs)
+    start = xp.arange(max((p1 - p0 for p0, p1 in chunks), default=0), dtype=np.int64)[:, None] * cells
+
+    def chunk(p0, p1):
+        ic, gc, gxc = idx[p0:p1], g[p0:p1], gx[p0:p1].reshape(-1)
+        flat = ic + start[:p1 - p0]
+        if outs and int(ic.min()) < 0:
+            keep = ic >= 0
+            flat, gc = flat[keep], gc[keep]
+        if xp is np and _FAST_UFUNC_AT:  # adds in gy's dtype, cheaper than bincount's float64 sums
+            gxc.fill(0)
+            np.add.at(gxc, flat.ravel(), gc.ravel())
+        else:
+            gxc[...] = xp.bincount(flat.ravel(), weights=gc.ravel(), minlength=gxc.size)
+
+    _each(chunk, chunks, gx.nbytes)
     return gx.reshape(tuple(gy.shape[:2]) + tuple(in_size))
 
 
@@ -259,13 +339,15 @@ def avg_divisor(geom, count_include_pad, divisor_override, xp, dtype):
 
 
 def avg_pool(x, geom, count_include_pad=True, divisor_override=None):
+    """:func:`sum_pool` over :func:`avg_divisor`, each chunk divided while it is in cache."""
     xp = get_array_module(x)
-    return sum_pool(x, geom) / avg_divisor(geom, count_include_pad, divisor_override, xp, x.dtype)
+    divisor = avg_divisor(geom, count_include_pad, divisor_override, xp, x.dtype)
+    return _reduce(x, geom, xp.add, 0, ordered=True, then=lambda xc, yc, p0, p1: xp.divide(yc, divisor, out=yc))
 
 
 def avg_pool_grad(gy, geom, count_include_pad=True, divisor_override=None):
     xp = get_array_module(gy)
-    return sum_pool_grad(gy / avg_divisor(geom, count_include_pad, divisor_override, xp, gy.dtype), geom)
+    return _spread(gy, geom, scale=avg_divisor(geom, count_include_pad, divisor_override, xp, gy.dtype))
 
 
 # ----------------------------------------------------------------------------- Lp
@@ -300,7 +382,7 @@ def lp_pool_grad(gy, x, p, geom):
         per_cell = xp.where(ax != 0, xp.sign(x) * xp.where(ax != 0, ax, 1) ** (p - 1.0), 0)
     grad = sum_pool_grad(per_window, geom) * per_cell
     if not all_finite(per_cell):  # a non-finite cell that no window reads gets 0, not 0 * inf
-        grad = xp.where(sum_pool_grad(xp.ones_like(per_window), geom) > 0, grad, 0)
+        grad = xp.where(xp.asarray(_spread_plan(geom)[2]), grad, 0)
     return grad
 
 
