@@ -36,6 +36,8 @@ def test_winograd_matches_loop_oracle(name, x_shape, w_shape, params, dtype, til
     assert_close(y, ref_y, dtype, red)
     assert_close(winograd.grad_input(gy, w, args, tile=tile), ref_gx, dtype, red)
     assert_close(winograd.grad_weight(gy, x, args), ref_gw, dtype, math.prod(y.shape) / y.shape[1])
+    # Winograd's own weight gradient (the pass hands batches of few tiles to the direct sums)
+    assert_close(winograd._weight_gradient(gy, x, args, tile), ref_gw, dtype, math.prod(y.shape) / y.shape[1] * 10)
 
 
 def test_winograd_workspace_chunks_agree():
@@ -97,7 +99,7 @@ def test_winograd_float32_error_within_documented_bounds(nd):
         err = {}
         for m in (2, 4):
             t = winograd.Tiles(m)
-            got = (t.forward(x32, w32, args), t.grad_input(g32, w32, args), t.grad_weight(g32, x32, args))[p]
+            got = (t.forward(x32, w32, args), t.grad_input(g32, w32, args), winograd._weight_gradient(g32, x32, args, m))[p]
             err[m] = float(np.abs(got - r).max() / np.abs(r).max())
         assert err[2] < BOUNDS[nd, 2] and err[4] < BOUNDS[nd, 4], (p, err)
         assert err[4] > err[2], (p, err)
@@ -117,3 +119,12 @@ def test_winograd_nonfinite_input_stays_inside_its_windows(bad):
     with np.errstate(invalid="ignore"):  # inf * 0 in the weight gradient
         gx = convlab.conv2d_backward(gy, x, w, padding=1, algorithm="winograd")[0]
     assert not np.isfinite(gx[0, :, :2, :2]).all() and np.isfinite(gx[0, :, 3:, 3:]).all()
+
+
+def test_few_tiles_take_the_direct_weight_gradient():
+    """Fewer than MIN_TILES tiles in the batch: the weight gradient is the direct sums', bit for bit."""
+    x, w = operands((2, 3, 9, 9), (4, 3, 3, 3))
+    args = args_of(x, w, dict(padding=1))
+    gy = np.random.default_rng(1).standard_normal((2, 4, 9, 9))
+    assert 2 * 3 * 3 < winograd.MIN_TILES
+    np.testing.assert_array_equal(winograd.grad_weight(gy, x, args), direct.grad_weight(gy, x, args))

@@ -283,9 +283,11 @@ class Tiles:
         return _correlate(gy, wt, full, self.m, tuple(p for p, _ in args.geom.pad), args.geom.in_size)
 
     def grad_weight(self, gy, x, args):
-        """``dL/dK``; an input that is not finite goes to the direct sums (a tile's transform
-        would spread its NaN over the whole tile)."""
-        if not all_finite(x):
+        """``dL/dK``. Two cases go to the direct sums: an input that is not finite (a tile's
+        transform would spread its NaN over the whole tile), and a batch of fewer than
+        ``MIN_TILES`` tiles, where each point's product is a thin update of its ``K x C_g``
+        sum (8x512x7x7: 32 tiles, 1.7x the direct sums' time, measured)."""
+        if args.batch * math.prod(_tiles_per_axis(args, self.m)) < MIN_TILES or not all_finite(x):
             return direct.grad_weight(gy, x, args)
         return _weight_gradient(gy, x, args, self.m)
 
