@@ -11,6 +11,7 @@ and the output size is::
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import numbers
@@ -23,6 +24,27 @@ from ._backend import get_array_module
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
+def hash_once(cls):
+    """A frozen dataclass whose instances hash their fields once: they key every shape-keyed
+    cache (plans, rankings, predictions), each looked up on every call. The hash stays out
+    of pickles (string hashes differ between processes)."""
+
+    def __hash__(self):
+        try:
+            return self.__dict__["_hash"]
+        except KeyError:
+            h = hash(tuple(getattr(self, f.name) for f in dataclasses.fields(self)))
+            object.__setattr__(self, "_hash", h)
+            return h
+
+    def __getstate__(self):
+        return {k: v for k, v in self.__dict__.items() if k != "_hash"}
+
+    cls.__hash__, cls.__getstate__ = __hash__, __getstate__
+    return cls
+
+
+@hash_once
 @dataclass(frozen=True)
 class Geometry:
     """Sizes of one sliding-window op along its spatial axes.
@@ -259,7 +281,7 @@ def make_geometry(in_size, kernel, stride, dilation, pad, *, ceil_mode=False, wh
 
 def check_array(x, name: str, xp=None):
     """``x`` must be a float32/float64 NumPy or CuPy array (of module ``xp`` if given)."""
-    mod = get_array_module(x, name=name)
+    mod = np if type(x) is np.ndarray else get_array_module(x, name=name)  # the common case first
     if xp is not None and mod is not xp:
         raise TypeError(f"{name} is a {mod.__name__} array but the other operands are {xp.__name__} arrays; "
                         "move them to one device first")
@@ -286,6 +308,7 @@ def check_shape(a, expected: tuple, name: str, why: str = ""):
 
 # ----------------------------------------------------------------------------- conv family
 
+@hash_once
 @dataclass(frozen=True)
 class ConvArgs:
     """A validated convolution: its geometry plus the channel bookkeeping, and the dtype of
@@ -432,6 +455,7 @@ def separable_args(x, factors, b, stride, padding, dilation, groups, nd: int) ->
 
 # ----------------------------------------------------------------------------- local and tiled
 
+@hash_once
 @dataclass(frozen=True)
 class LocalArgs(ConvArgs):
     """A validated locally connected or tiled convolution: ``tiles`` kernels per spatial axis

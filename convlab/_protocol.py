@@ -14,6 +14,7 @@ separable factors, the CUDA device) and returns what it decided as a :class:`Pre
 """
 from __future__ import annotations
 
+import functools
 import sys
 from dataclasses import dataclass
 
@@ -51,24 +52,37 @@ class Prepared:
 
     def cost(self) -> float:
         """Predicted seconds of the forward pass (:func:`convlab._cost.predict`)."""
-        from . import _cost  # the cost model reads the algorithms' plans: imported when first asked
+        return _cost_model().predict(self.name, self.args, self.dtype)
 
-        return _cost.predict(self.name, self.args, self.dtype)
+
+@functools.cache
+def _cost_model():
+    """:mod:`convlab._cost`, imported when first asked: it reads the algorithms' plans, and
+    the algorithms import this module."""
+    from . import _cost
+
+    return _cost
 
 
 def dtype_of(x, w, args):
     """The dtype of the convolution: the operands', else the one ``args`` was made for."""
     for a in (x, w):
         if a is not None:
-            return np.dtype(a.dtype)
+            return a.dtype  # an array's dtype is an np.dtype already
     return np.dtype(args.dtype or np.float64)
 
 
 def plain(module_name, name, x, w, args, note="", run=None):
     """The algorithm module ``module_name`` itself (or ``run``, a module serving these shapes
-    for it), prepared as ``name``: for algorithms that need no look at the operands."""
+    for it), prepared as ``name``: for algorithms that need no look at the operands. Such a
+    preparation depends on the shapes and the dtype alone, so it is made once for them."""
+    return _plain(module_name, name, args, dtype_of(x, w, args), note, run)
+
+
+@functools.lru_cache(maxsize=4096)
+def _plain(module_name, name, args, dtype, note, run):
     module = sys.modules[module_name]
-    return module.supports(args) or Prepared(name, args, dtype_of(x, w, args), run or module, note)
+    return module.supports(args) or Prepared(name, args, dtype, run or module, note)
 
 
 def all_finite(*arrays):

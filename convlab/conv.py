@@ -73,18 +73,21 @@ def _key(args, dtype):
     return (args.batch, args.in_channels, args.out_channels, args.groups, args.geom, np.dtype(dtype).name)
 
 
-def _ranked(args, dtype):
-    """``(estimate, name)`` of every algorithm that can serve ``args`` by shape, cheapest first
-    (registry order among equals): the cost model's prediction from the shapes alone."""
-    return _ranked_with(args, np.dtype(dtype), _cost.version(), workspace_limit())
+def _ranked(args, dtype, on_host=False):
+    """``(ranking, estimates)``: ``(estimate, name)`` of every algorithm that can serve ``args``
+    by shape, cheapest first (registry order among equals), and the finite estimates by
+    name: the cost model's prediction from the shapes alone. ``on_host``: the operands are
+    NumPy arrays, which the algorithms that take only device arrays cannot serve."""
+    return _ranked_with(args, np.dtype(dtype), _cost.version(), workspace_limit(), on_host)
 
 
 @functools.lru_cache(maxsize=1024)
-def _ranked_with(args, dtype, constants, limit):
+def _ranked_with(args, dtype, constants, limit, on_host):
     """:func:`_ranked` for the cost model's ``constants`` (their version) and workspace ``limit``."""
     costs = [(_cost.predict(name, args, dtype), name) for name, module in ALGORITHMS.items()
-             if not module.supports(args)]
-    return tuple(sorted(costs, key=lambda c: c[0]))
+             if not module.supports(args) and not (on_host and getattr(module, "DEVICE", None) == "gpu")]
+    ranked = tuple(sorted(costs, key=lambda c: c[0]))
+    return ranked, {name: estimate for estimate, name in ranked if math.isfinite(estimate)}
 
 
 def _pick(args, x=None, w=None):
@@ -105,8 +108,8 @@ def _pick(args, x=None, w=None):
             prepared = ALGORITHMS[measured.algorithm].prepare(x, w, args)
             if not isinstance(prepared, str) and prepared.name == measured.algorithm:
                 return prepared, None, [measured.reason]
-    ranked = _ranked(args, dtype)
-    costs = {name: estimate for estimate, name in ranked if math.isfinite(estimate)}
+    ranked, estimates = _ranked(args, dtype, isinstance(x, np.ndarray))
+    costs = dict(estimates)
     best, notes = None, []
     for estimate, name in ranked:
         if best is not None and estimate >= costs[best.name]:
