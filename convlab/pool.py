@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from . import _params as P
 from ._backend import get_array_module, kernels_unavailable
 from ._nd import family
@@ -21,7 +23,7 @@ def _contiguous(a):
 def _kernel(x, geom):
     """:mod:`convlab.cuda.pool` when a CUDA kernel serves this pool (a CuPy array the built
     extension can take, 1 or 2 spatial dims), else None: the reference runs, on the GPU too."""
-    if kernels_unavailable(x, geom.nd) is not None:
+    if isinstance(x, np.ndarray) or kernels_unavailable(x, geom.nd) is not None:  # NumPy: no reason to spell out
         return None
     from .cuda import pool as cuda_pool
 
