@@ -71,9 +71,16 @@ def phase_layout(geom) -> PhaseLayout:
     return PhaseLayout(grid, tuple(layout), span)
 
 
+@functools.lru_cache(maxsize=1024)
 def trivial(geom):
     """Stride 1 and no padding: the input is its own (only) phase."""
     return all(s == 1 for s in geom.stride) and not any(lo or hi for lo, hi in geom.pad)
+
+
+@functools.lru_cache(maxsize=1024)
+def _phase_cuts(geom, grid):
+    """:func:`_phase_slices` of every phase: made once per geometry."""
+    return tuple(_phase_slices(geom, grid, phase) for phase in range(math.prod(geom.stride)))
 
 
 def _phase_slices(geom, grid, phase):
@@ -105,8 +112,7 @@ def to_phases(x, geom, layout, out=None):
     if out is None or out.shape != flat:
         out = xp.zeros(flat, dtype=x.dtype)
     grid = out.reshape((layout.phases,) + lead + layout.grid)
-    for phase in range(layout.phases):
-        cut = _phase_slices(geom, layout.grid, phase)
+    for phase, cut in enumerate(_phase_cuts(geom, layout.grid)[:layout.phases]):
         if cut is not None:
             grid[(phase, Ellipsis) + cut[0]] = x[(Ellipsis,) + cut[1]]
     return out
@@ -123,8 +129,7 @@ def from_phases(ph, geom, layout, out=None):
     if trivial(geom):
         out[...] = ph[0]
         return out
-    for phase in range(layout.phases):
-        cut = _phase_slices(geom, layout.grid, phase)
+    for phase, cut in enumerate(_phase_cuts(geom, layout.grid)[:layout.phases]):
         if cut is not None:
             out[(Ellipsis,) + cut[1]] = ph[(phase, Ellipsis) + cut[0]]
     return out
@@ -146,11 +151,11 @@ class Plan:
     step: int
     count: int
 
-    @property
+    @functools.cached_property
     def width(self) -> int:
         return self.samples * self.layout.plane
 
-    @property
+    @functools.cached_property
     def columns(self) -> int:
         """Columns from a block's first output to its last, inclusive."""
         return (self.samples - 1) * self.layout.plane + self.layout.span
