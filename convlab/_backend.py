@@ -35,7 +35,11 @@ def get_array_module(*arrays, name: str = "x"):
 def as_strided(x, shape, strides):
     """A strided view of ``x`` in its own array module (no copy)."""
     if isinstance(x, np.ndarray):
-        return np.lib.stride_tricks.as_strided(x, shape=shape, strides=strides, writeable=False)
+        if not x.flags.c_contiguous:
+            return np.lib.stride_tricks.as_strided(x, shape=shape, strides=strides, writeable=False)
+        view = np.ndarray(shape, x.dtype, buffer=x, strides=strides)  # a few times cheaper per call
+        view.flags.writeable = False
+        return view
     return _cupy.lib.stride_tricks.as_strided(x, shape=shape, strides=strides)
 
 

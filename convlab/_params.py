@@ -64,19 +64,19 @@ class Geometry:
     def nd(self) -> int:
         return len(self.in_size)
 
-    @property
+    @functools.cached_property
     def span(self) -> tuple:
         """Input cells covered by one (dilated) window, per axis."""
         return tuple(d * (k - 1) + 1 for k, d in zip(self.kernel, self.dilation))
 
-    @property
+    @functools.cached_property
     def overhang(self) -> tuple:
         """Cells past the high padding that the last window reads, per axis: 0 except under a
         pool's ``ceil_mode``, whose last window may run off the end (those cells hold the pad value)."""
         return tuple(max(0, (o - 1) * s + sp - (n + lo + hi))
                      for o, s, sp, n, (lo, hi) in zip(self.out_size, self.stride, self.span, self.in_size, self.pad))
 
-    @property
+    @functools.cached_property
     def padded_size(self) -> tuple:
         """Size of the padded input the windows read: ``n + lo + hi`` plus any :attr:`overhang`."""
         return tuple(n + lo + hi + e for n, (lo, hi), e in zip(self.in_size, self.pad, self.overhang))

@@ -28,17 +28,23 @@ from .._backend import as_strided, get_array_module
 def pad(x, geom, value=0.0):
     """Pad the trailing ``geom.nd`` axes of ``x`` by ``geom.pad`` (and any ``geom.overhang``
     at the high end) with ``value``: shape ``(..., *geom.padded_size)``."""
-    widths = [(lo, hi + e) for (lo, hi), e in zip(geom.pad, geom.overhang)]
-    if not any(lo or hi for lo, hi in widths):
+    if geom.padded_size == geom.in_size:
         return x
-    xp = get_array_module(x)
-    return xp.pad(x, [(0, 0)] * (x.ndim - geom.nd) + widths, mode="constant", constant_values=value)
+    xp = get_array_module(x)  # not xp.pad: its per-call cost is many times a copy of a small input
+    out = xp.full(x.shape[:x.ndim - geom.nd] + geom.padded_size, value, dtype=x.dtype)
+    out[_inside(geom)] = x
+    return out
+
+
+@functools.lru_cache(maxsize=1024)
+def _inside(geom):
+    """Index of the input's cells within the padded input."""
+    return (Ellipsis,) + tuple(slice(lo, lo + n) for n, (lo, _) in zip(geom.in_size, geom.pad))
 
 
 def unpad(xpad, geom):
     """The inverse of :func:`pad` for gradients: crop the padding off (a view)."""
-    idx = (Ellipsis,) + tuple(slice(lo, lo + n) for n, (lo, _) in zip(geom.in_size, geom.pad))
-    return xpad[idx]
+    return xpad[_inside(geom)]
 
 
 def windows(xpad, geom):
