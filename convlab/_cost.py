@@ -28,7 +28,7 @@ from .reference import direct as _direct
 from .reference import fft as _fft
 from .reference import im2col as _im2col
 from .reference import patches as _patches
-from .reference import pointwise as _pointwise
+from .reference import small as _small
 from .reference import winograd as _winograd
 
 FEATURES = {
@@ -60,8 +60,9 @@ def features(name, args, dtype):
     n, c, k, g = args.batch, args.in_channels, args.out_channels, args.groups
     cg = c // g
     itemsize = np.dtype(dtype).itemsize
-    if name in ("direct", "im2col") and _pointwise.serves(args):  # both run the same batched product
-        macs, elements, calls, copied = _pointwise.counts(args)
+    handler = _small.handler(args) if name in ("direct", "im2col") else None
+    if handler is not None:  # both run the same batched product (1x1 kernels, small patches)
+        macs, elements, calls, copied = handler.counts(args)
         return (macs, elements, calls, copied, 1.0)
     if name == "im2col" and _patches.serves(args):  # patches from a channel-last copy
         return _patches.counts(args, itemsize) + (1.0,)

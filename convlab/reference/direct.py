@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from .._backend import get_array_module
 from .._protocol import all_finite, plain
-from . import pointwise
+from . import small
 from .groups import matmul, tap_weights
 from .phases import block_gradient, block_input, block_output, clear, cropped, plan, store_input_gradient, store_output
 
@@ -109,5 +109,6 @@ def supports(args):
 def prepare(x, w, args, note=""):
     """Direct sums look at nothing: NaN and infinity stay inside the windows that read them,
     so the algorithms that mix a window with its neighbours hand such operands here. A 1x1
-    kernel without padding is one tap: the batched product of :mod:`.pointwise`."""
-    return plain(__name__, "direct", x, w, args, note, run=pointwise if pointwise.serves(args) else None)
+    kernel without padding is one tap: the batched product of :mod:`.pointwise`; a small
+    patch is one copy and one product (:mod:`.small`)."""
+    return plain(__name__, "direct", x, w, args, note, run=small.handler(args))

@@ -31,7 +31,7 @@ import numpy as np
 
 from .._backend import get_array_module, workspace_limit
 from .._protocol import all_finite, plain
-from . import patches, pointwise
+from . import patches, small
 from .groups import matmul, tap_weights
 from .phases import (MIN_CHUNK, block_gradient, block_input, block_output, blocked, clear, cropped, plan,
                      store_input_gradient, store_output)
@@ -274,7 +274,8 @@ _CHANNEL_LAST = SimpleNamespace(forward=patches.forward, grad_weight=patches.gra
 
 
 def prepare(x, w, args):
-    """A 1x1 kernel without padding has the input itself as its patch matrix
-    (:mod:`.pointwise`); strided layers build their patches from a channel-last copy (:mod:`.patches`)."""
-    run = pointwise if pointwise.serves(args) else _CHANNEL_LAST if patches.serves(args) else None
+    """A 1x1 kernel without padding has the input itself as its patch matrix (:mod:`.pointwise`),
+    a small patch is made whole in one copy (:mod:`.small`); strided layers build their
+    patches from a channel-last copy (:mod:`.patches`)."""
+    run = small.handler(args) or (_CHANNEL_LAST if patches.serves(args) else None)
     return plain(__name__, "im2col", x, w, args, run=run)
