@@ -23,10 +23,10 @@ import sys
 
 import numpy as np
 
-from .._backend import get_array_module
+from .._backend import as_strided, get_array_module
 from . import pointwise
-from .groups import grouped_weight, matmul
-from .windows import cells, fold, pad, unpad, windows
+from .groups import matmul
+from .windows import cells, fold, unpad
 
 # Patches this small cost less to copy whole than the calls of the chunked, per-tap passes.
 PATCH_ELEMENTS = 8192
@@ -49,18 +49,40 @@ def handler(args):
     return pointwise if pointwise.serves(args) else sys.modules[__name__] if serves(args) else None
 
 
+@functools.lru_cache(maxsize=1024)
+def _layout(args, itemsize):
+    """What :func:`_columns` does for these shapes, made once: the padded shape (``None``
+    without padding) and where the input goes in it, and the windows of a contiguous padded
+    input as a view already in patch order ``(N, C, *k, *out)`` (shape and strides)."""
+    geom = args.geom
+    padded = (args.batch, args.in_channels) + geom.padded_size
+    cells = [itemsize]  # C-order strides of the padded input
+    for n in reversed(padded[1:]):
+        cells.insert(0, cells[0] * n)
+    lead, spatial = tuple(cells[:2]), cells[2:]
+    strides = lead + tuple(st * d for st, d in zip(spatial, geom.dilation)) + tuple(
+        st * s for st, s in zip(spatial, geom.stride))
+    inside = (Ellipsis,) + tuple(slice(lo, lo + n) for n, (lo, _) in zip(geom.in_size, geom.pad))
+    return (None if padded[2:] == geom.in_size else padded, inside, padded[:2] + geom.kernel + geom.out_size,
+            strides, (args.batch, args.groups, rows(args), math.prod(geom.out_size)))
+
+
 def _columns(x, args):
-    """``(N, G, C_g*prod(k), P)``: the patch matrix of every sample, one copy of the windows."""
-    geom, nd = args.geom, args.nd
-    win = windows(pad(x, geom), geom)  # (N, C, *out, *k)
-    order = (0, 1) + tuple(range(2 + nd, 2 + 2 * nd)) + tuple(range(2, 2 + nd))
-    return win.transpose(order).reshape(args.batch, args.groups, rows(args), math.prod(geom.out_size))
+    """``(N, G, C_g*prod(k), P)``: the patch matrix of every sample, one copy of the windows
+    view of the padded input (:func:`.windows.windows`, here in patch order)."""
+    xp = get_array_module(x)
+    padded, inside, shape, strides, patch = _layout(args, x.itemsize)
+    if padded is None:
+        xpad = xp.ascontiguousarray(x)
+    else:
+        xpad = xp.zeros(padded, dtype=x.dtype)
+        xpad[inside] = x
+    return as_strided(xpad, shape, strides).reshape(patch)
 
 
 def _weight(w, args):
     """``(K, C_g, *k) -> (G, K_g, C_g*prod(k))``: a view of a contiguous kernel."""
-    wg = grouped_weight(w, args.groups)
-    return wg.reshape(wg.shape[:2] + (rows(args),))
+    return w.reshape(args.groups, args.out_channels // args.groups, rows(args))
 
 
 def forward(x, w, args):
@@ -79,12 +101,10 @@ def grad_input(gy, w, args):
     xp = get_array_module(gy)
     g = gy.reshape(args.batch, args.groups, args.out_channels // args.groups, math.prod(geom.out_size))
     d = matmul(_weight(w, args).swapaxes(-1, -2), g)  # (N, G, C_g*prod(k), P)
-    planes = args.batch * args.in_channels
     if xp is np:  # col2im in one call: each padded cell adds its taps in tap order, as fold does
-        gpad = np.zeros((planes, math.prod(geom.padded_size)), dtype=gy.dtype)
-        d = d.reshape(planes, math.prod(geom.kernel), d.shape[-1])
-        np.add.at(gpad, (np.arange(planes)[:, None, None], _cells(geom)), d)
-        gx = unpad(gpad.reshape((args.batch, args.in_channels) + geom.padded_size), geom)
+        gpad = np.zeros((args.batch, args.in_channels) + geom.padded_size, dtype=gy.dtype)
+        np.add.at(gpad.reshape(-1), _cells(args), d.reshape(-1))
+        gx = unpad(gpad, geom)
     else:
         d = d.reshape((args.batch, args.in_channels) + geom.kernel + geom.out_size)
         order = (0, 1) + tuple(range(2 + nd, 2 + 2 * nd)) + tuple(range(2, 2 + nd))  # (N, C, *out, *k)
@@ -93,13 +113,17 @@ def grad_input(gy, w, args):
 
 
 @functools.lru_cache(maxsize=256)
-def _cells(geom):
-    """``(taps, P)``: the flat padded cell that tap ``m`` of window ``j`` reads, ``j*s + m*d``."""
-    per_axis = [cells(geom, a) for a in range(geom.nd)]  # (out, k) each
+def _cells(args):
+    """``(N*C*prod(k)*P,)``: the flat cell of the padded input that each patch element reads,
+    ``j*s + m*d`` in plane ``(n, c)``, in the patch's order (read-only, shared)."""
+    geom = args.geom
     flat = np.zeros((1, 1), dtype=np.intp)
-    for a, c in enumerate(per_axis):  # row-major over taps and over windows
+    for a in range(geom.nd):  # row-major over taps and over windows
+        c = cells(geom, a)  # (out, k)
         flat = (flat[:, None, :, None] * geom.padded_size[a] + c.T[None, :, None, :]).reshape(
             flat.shape[0] * c.shape[1], flat.shape[1] * c.shape[0])
+    planes = np.arange(args.batch * args.in_channels, dtype=np.intp) * math.prod(geom.padded_size)
+    flat = (planes[:, None, None] + flat[None]).ravel()
     flat.flags.writeable = False
     return flat
 
