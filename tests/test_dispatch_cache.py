@@ -1,6 +1,8 @@
 """What depends only on shapes and parameters is made once: the parsed arguments, the phase
 plans, the cost model's ranking. A remembered result must never let bad arguments through:
 values equal under ``==`` but of another type (``True == 1``, ``1.0 == 1``) are parsed again."""
+import math
+
 import numpy as np
 import pytest
 
@@ -148,6 +150,9 @@ def test_small_patches_run_as_one_copy_and_one_product(x_shape, w_shape, params,
             assert a.shape == b.shape and a.flags.c_contiguous
             np.testing.assert_array_equal(np.isnan(a), np.isnan(b))
             np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+    # col2im in one np.add.at and as one add per tap (the path of other array modules): the same sums
+    d = rng.standard_normal((x_shape[0], args.groups, small.rows(args), math.prod(args.geom.out_size)))
+    np.testing.assert_array_equal(small.col2im(d, args), small.col2im_taps(d, args))
     ops = {1: convlab.conv1d, 3: convlab.conv3d}.get(nd, convlab.conv2d)
     np.testing.assert_allclose(ops(x.astype(np.float32), w.astype(np.float32), **params), want[0], rtol=1e-4,
                                atol=1e-4)

@@ -97,19 +97,28 @@ def grad_weight(gy, x, args):
 
 
 def grad_input(gy, w, args):
-    geom, nd = args.geom, args.nd
     xp = get_array_module(gy)
-    g = gy.reshape(args.batch, args.groups, args.out_channels // args.groups, math.prod(geom.out_size))
+    g = gy.reshape(args.batch, args.groups, args.out_channels // args.groups, math.prod(args.geom.out_size))
     d = matmul(_weight(w, args).swapaxes(-1, -2), g)  # (N, G, C_g*prod(k), P)
-    if xp is np:  # col2im in one call: each padded cell adds its taps in tap order, as fold does
-        gpad = np.zeros((args.batch, args.in_channels) + geom.padded_size, dtype=gy.dtype)
-        np.add.at(gpad.reshape(-1), _cells(args), d.reshape(-1))
-        gx = unpad(gpad, geom)
-    else:
-        d = d.reshape((args.batch, args.in_channels) + geom.kernel + geom.out_size)
-        order = (0, 1) + tuple(range(2 + nd, 2 + 2 * nd)) + tuple(range(2, 2 + nd))  # (N, C, *out, *k)
-        gx = fold(d.transpose(order), geom, d.shape[:2])
-    return xp.ascontiguousarray(gx)
+    return xp.ascontiguousarray((col2im if xp is np else col2im_taps)(d, args))
+
+
+def col2im(d, args):
+    """The adjoint of the patch (NumPy): ``(N, G, C_g*prod(k), P) -> (N, C, *n)`` in one
+    ``np.add.at`` over the flat cell index of every patch element; each padded cell adds
+    its taps in tap order, as :func:`col2im_taps` does."""
+    geom = args.geom
+    gpad = np.zeros((args.batch, args.in_channels) + geom.padded_size, dtype=d.dtype)
+    np.add.at(gpad.reshape(-1), _cells(args), d.reshape(-1))
+    return unpad(gpad, geom)
+
+
+def col2im_taps(d, args):
+    """:func:`col2im` for any array module: one add per tap (:func:`.windows.fold`)."""
+    geom, nd = args.geom, args.nd
+    d = d.reshape((args.batch, args.in_channels) + geom.kernel + geom.out_size)
+    order = (0, 1) + tuple(range(2 + nd, 2 + 2 * nd)) + tuple(range(2, 2 + nd))  # (N, C, *out, *k)
+    return fold(d.transpose(order), geom, d.shape[:2])
 
 
 @functools.lru_cache(maxsize=256)
