@@ -73,16 +73,25 @@ def dtype_of(x, w, args):
 
 
 def plain(module_name, name, x, w, args, note="", run=None):
-    """The algorithm module ``module_name`` itself (or ``run``, a module serving these shapes
+    """The algorithm module ``module_name`` itself (or ``run``, an object serving these shapes
     for it), prepared as ``name``: for algorithms that need no look at the operands. Such a
     preparation depends on the shapes and the dtype alone, so it is made once for them."""
-    return _plain(module_name, name, args, dtype_of(x, w, args), note, run)
-
-
-@functools.lru_cache(maxsize=4096)
-def _plain(module_name, name, args, dtype, note, run):
+    dtype = dtype_of(x, w, args)
+    key = (module_name, name, args, dtype, note, id(run))  # a remembered Prepared holds run: its id stays unique
+    try:
+        return _plain[key]
+    except KeyError:
+        pass
     module = sys.modules[module_name]
-    return module.supports(args) or Prepared(name, args, dtype, run or module, note)
+    prepared = module.supports(args) or Prepared(name, args, dtype, run or module, note)
+    if len(_plain) >= PLAIN_SIZE:
+        _plain.clear()
+    _plain[key] = prepared
+    return prepared
+
+
+_plain: dict = {}
+PLAIN_SIZE = 4096
 
 
 def all_finite(*arrays):
