@@ -10,6 +10,7 @@ device is already parallel.
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import os
 
 import numpy as np
@@ -18,6 +19,7 @@ _pool = None
 _controller = None
 
 
+@functools.lru_cache(maxsize=None)
 def workers() -> int:
     """Threads a pass may use: the cores of the machine."""
     return os.cpu_count() or 1

@@ -47,7 +47,7 @@ def test_chunked_pools_match_a_padded_window_oracle(threaded, monkeypatch):
 
     monkeypatch.setattr(pool, "CACHE_BYTES", 1)  # a chunk per plane
     monkeypatch.setattr(pool, "PARALLEL_BYTES", 0 if threaded else 1 << 62)
-    monkeypatch.setattr(pool.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(pool._parallel, "workers", lambda: 2)
     rng = np.random.default_rng(1)
     x = rng.standard_normal((3, 5, 9, 8))
     kw = dict(kernel_size=3, stride=2, padding=1)

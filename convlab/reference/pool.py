@@ -17,14 +17,13 @@ rather than sliding windows, so they loop over their output cells instead.
 """
 from __future__ import annotations
 
-import concurrent.futures
 import functools
 import itertools
 import math
-import os
 
 import numpy as np
 
+from .. import _parallel
 from .._backend import get_array_module
 from .._protocol import all_finite
 from .windows import cells, covers, tap_boxes
@@ -73,21 +72,17 @@ def _plane_cells(geom):
     return math.prod(geom.in_size) + math.prod(geom.out_size)
 
 
-_threads = None
-
-
 def _each(fn, chunks, nbytes):
     """``fn(p0, p1)`` for every chunk. The chunks write disjoint planes and NumPy's loops
-    release the GIL, so inputs over ``PARALLEL_BYTES`` use every core."""
-    global _threads
-    workers = os.cpu_count() or 1
-    if len(chunks) < 2 or workers < 2 or nbytes < PARALLEL_BYTES:
-        for chunk in chunks:
+    release the GIL, so inputs over ``PARALLEL_BYTES`` use every core (:mod:`convlab._parallel`)."""
+    def run(group):
+        for chunk in group:
             fn(*chunk)
-        return
-    if _threads is None:
-        _threads = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="convlab-pool")
-    list(_threads.map(lambda chunk: fn(*chunk), chunks))
+
+    if nbytes < PARALLEL_BYTES:
+        run(chunks)
+    else:
+        _parallel.map_groups(run, chunks)
 
 
 def _reduce(x, geom, op, identity, ordered=False, then=None):
@@ -185,14 +180,17 @@ def _in_input(geom, axis):
     return (c >= lo) & (c < lo + geom.in_size[axis])
 
 
+@functools.lru_cache(maxsize=256)
 def _first_inside(geom):
     """``(T, none)``: the flat tap index (row-major over the kernel) of the first in-range
-    cell of each window, and whether the window has no in-range cell at all (``T`` is 0 there)."""
+    cell of each window, and whether the window has no in-range cell at all (``T`` is 0 there).
+    Made once per geometry (read-only)."""
     flat, none = np.zeros((), dtype=np.int64), np.zeros((), dtype=bool)
     for a in range(geom.nd):
         inside = _in_input(geom, a)
         flat = np.add.outer(flat * geom.kernel[a], inside.argmax(axis=1))  # argmax of a bool: the first True
         none = np.logical_or.outer(none, ~inside.any(axis=1))
+    flat.flags.writeable = none.flags.writeable = False
     return flat, none
 
 
