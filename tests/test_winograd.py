@@ -36,8 +36,6 @@ def test_winograd_matches_loop_oracle(name, x_shape, w_shape, params, dtype, til
     assert_close(y, ref_y, dtype, red)
     assert_close(winograd.grad_input(gy, w, args, tile=tile), ref_gx, dtype, red)
     assert_close(winograd.grad_weight(gy, x, args), ref_gw, dtype, math.prod(y.shape) / y.shape[1])
-    # Winograd's own weight gradient (the pass hands batches of few tiles to the direct sums)
-    assert_close(winograd._weight_gradient(gy, x, args, tile), ref_gw, dtype, math.prod(y.shape) / y.shape[1] * 10)
 
 
 def test_winograd_workspace_chunks_agree():
@@ -86,20 +84,20 @@ BOUNDS = {(1, 2): 1e-6, (1, 4): 5e-6, (2, 2): 1e-6, (2, 4): 2e-5, (3, 2): 2e-6, 
 
 @pytest.mark.parametrize("nd", [1, 2, 3])
 def test_winograd_float32_error_within_documented_bounds(nd):
-    """Forward, input gradient and weight gradient, each against the float64 direct sums."""
+    """Forward and input gradient, each against the float64 direct sums."""
     rng = np.random.default_rng(4)
     x = rng.standard_normal((2, 32) + ((256,), (24, 24), (10, 10, 10))[nd - 1])
     w = rng.standard_normal((8, 32) + (3,) * nd) / math.sqrt(32 * 3 ** nd)
     args = args_of(x, w, dict(padding=1))
     ref = direct.forward(x, w, args)
     gy = rng.standard_normal(ref.shape)
-    refs = (ref, direct.grad_input(gy, w, args), direct.grad_weight(gy, x, args))
+    refs = (ref, direct.grad_input(gy, w, args))
     x32, w32, g32 = x.astype(np.float32), w.astype(np.float32), gy.astype(np.float32)
     for p, r in enumerate(refs):
         err = {}
         for m in (2, 4):
             t = winograd.Tiles(m)
-            got = (t.forward(x32, w32, args), t.grad_input(g32, w32, args), winograd._weight_gradient(g32, x32, args, m))[p]
+            got = (t.forward(x32, w32, args), t.grad_input(g32, w32, args))[p]
             err[m] = float(np.abs(got - r).max() / np.abs(r).max())
         assert err[2] < BOUNDS[nd, 2] and err[4] < BOUNDS[nd, 4], (p, err)
         assert err[4] > err[2], (p, err)
@@ -120,11 +118,3 @@ def test_winograd_nonfinite_input_stays_inside_its_windows(bad):
         gx = convlab.conv2d_backward(gy, x, w, padding=1, algorithm="winograd")[0]
     assert not np.isfinite(gx[0, :, :2, :2]).all() and np.isfinite(gx[0, :, 3:, 3:]).all()
 
-
-def test_few_tiles_take_the_direct_weight_gradient():
-    """Fewer than MIN_TILES tiles in the batch: the weight gradient is the direct sums', bit for bit."""
-    x, w = operands((2, 3, 9, 9), (4, 3, 3, 3))
-    args = args_of(x, w, dict(padding=1))
-    gy = np.random.default_rng(1).standard_normal((2, 4, 9, 9))
-    assert 2 * 3 * 3 < winograd.MIN_TILES
-    np.testing.assert_array_equal(winograd.grad_weight(gy, x, args), direct.grad_weight(gy, x, args))

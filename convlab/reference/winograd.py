@@ -29,12 +29,8 @@ Only 3-tap kernels on every axis with stride 1 and dilation 1 are served. The tr
 mix a tile's inputs, so a NaN or infinity would reach every output of its tile: inputs that
 are not finite go to the direct algorithm, where they stay inside their windows. The input
 gradient is a Winograd correlation of the fully padded output gradient with the flipped
-kernel, input and output channels exchanged. The weight gradient is the adjoint of the
-forward pass in ``g``::
-
-    dL/dg = G^T [ sum over tiles of (A dy A^T) . (B^T d B) ] G
-
-one product per point over the tiles (the output gradient's tiles do not overlap).
+kernel, input and output channels exchanged. The weight gradient is the direct sums
+(see :meth:`Tiles.grad_weight`).
 """
 from __future__ import annotations
 
@@ -231,38 +227,6 @@ def _correlate(x, w, args, m, lo=None, size=None):
     return y
 
 
-def _weight_gradient(gy, x, args, m):
-    """``dL/dg = G^T [ sum over tiles of (A dy A^T) . (B^T d B) ] G``, the adjoint of
-    :func:`_correlate` in ``g``: one product per transform point over the tiles, summed
-    over chunks (a partial sum per thread and block of samples)."""
-    xp = get_array_module(gy)
-    geom, nd, groups = args.geom, args.nd, args.groups
-    kg, cg = args.out_channels // groups, args.in_channels // groups
-    tiles = _tiles_per_axis(args, m)
-    points = (m + 2) ** nd
-    bk, a = xp.asarray(_kron(m, 0, nd), dtype=gy.dtype), xp.asarray(_kron(m, 2, nd).T, dtype=gy.dtype)
-    acc = xp.zeros((points, groups, kg, cg), dtype=gy.dtype)
-    for b0, b1 in _sample_blocks(args, m, gy.itemsize):
-        xt = channel_last(x[b0:b1], tuple(p for p, _ in geom.pad), tuple(t * m + 2 for t in tiles))
-        gt = channel_last(gy[b0:b1], (0,) * nd, tuple(t * m for t in tiles))  # zeros past the outputs add nothing
-
-        def run(group):
-            part = xp.zeros_like(acc)
-            for chunk in group:
-                d = _gather(xt, m, m + 2, tiles, chunk)  # (points, cols, C)
-                v = xp.matmul(bk, _flat(d)).reshape(d.shape)
-                e = _gather(gt, m, m, tiles, chunk)  # (m^nd, cols, K)
-                g = xp.matmul(a, _flat(e)).reshape((points,) + e.shape[1:])
-                part += xp.matmul(_by_group(g, groups).swapaxes(-1, -2), _by_group(v, groups))
-            return part
-
-        for part in _parallel.map_groups(run, _plan(args, m, gy.itemsize, b1 - b0), xp, blas=True):
-            acc += part
-    gk = xp.asarray(_kron(m, 1, nd).T, dtype=gy.dtype)
-    gw = xp.matmul(gk, _flat(acc))  # (3^nd, K*C_g)
-    return xp.ascontiguousarray(gw.T).reshape((args.out_channels, cg) + geom.kernel)
-
-
 @dataclass(frozen=True)
 class Tiles:
     """Winograd's passes with ``m`` outputs per tile and axis."""
@@ -283,13 +247,11 @@ class Tiles:
         return _correlate(gy, wt, full, self.m, tuple(p for p, _ in args.geom.pad), args.geom.in_size)
 
     def grad_weight(self, gy, x, args):
-        """``dL/dK``. Two cases go to the direct sums: an input that is not finite (a tile's
-        transform would spread its NaN over the whole tile), and a batch of fewer than
-        ``MIN_TILES`` tiles, where each point's product is a thin update of its ``K x C_g``
-        sum (8x512x7x7: 32 tiles, 1.7x the direct sums' time, measured)."""
-        if args.batch * math.prod(_tiles_per_axis(args, self.m)) < MIN_TILES or not all_finite(x):
-            return direct.grad_weight(gy, x, args)
-        return _weight_gradient(gy, x, args, self.m)
+        """``dL/dK``: the direct sums (:mod:`convlab.reference.direct`). Its Winograd form,
+        ``G^T [ sum over tiles of (A dy A^T) . (B^T d B) ] G``, sums rank-``tiles`` products
+        into a ``points x K x C_g`` accumulator, and lost to the direct sums on every ResNet-50
+        3x3 layer measured (docs/algorithms.md)."""
+        return direct.grad_weight(gy, x, args)
 
 
 # ----------------------------------------------------------------------------- protocol
