@@ -237,14 +237,19 @@ class Tiles:
         return _correlate(x, w, args, self.m)
 
     def grad_input(self, gy, w, args):
-        """``dL/dV``: the fully padded ``gy`` correlated with the flipped kernel, ``K`` and ``C`` exchanged."""
+        """``dL/dV``: ``gy`` correlated with the flipped kernel, ``K`` and ``C`` exchanged. Fully
+        padded (by 2), this is the padded input's gradient; padded by ``2 - lo`` and ``2 - hi``
+        instead, only the input's cells are computed (a geometry padding more than 2 cuts the
+        rest off)."""
         nd, groups = args.nd, args.groups
         wg = grouped_weight(w, groups)  # (G, K_g, C_g, 3...)
         wt = wg.swapaxes(1, 2)[(Ellipsis,) + (slice(None, None, -1),) * nd]
         wt = wt.reshape((args.in_channels, args.out_channels // groups) + args.geom.kernel)
-        full = conv_shape_args(tuple(gy.shape), tuple(wt.shape), 1, ((2, 2),) * nd, 1, groups, nd)
-        # the padded input's gradient, of which the input's cells are written
-        return _correlate(gy, wt, full, self.m, tuple(p for p, _ in args.geom.pad), args.geom.in_size)
+        cut = tuple((min(lo, 2), min(hi, 2)) for lo, hi in args.geom.pad)
+        inner = conv_shape_args(tuple(gy.shape), tuple(wt.shape), 1, tuple((2 - a, 2 - b) for a, b in cut), 1,
+                                groups, nd)
+        return _correlate(gy, wt, inner, self.m, tuple(lo - a for (lo, _), (a, _) in zip(args.geom.pad, cut)),
+                          args.geom.in_size)
 
     def grad_weight(self, gy, x, args):
         """``dL/dK``: the direct sums (:mod:`convlab.reference.direct`). Its Winograd form,
