@@ -78,8 +78,10 @@ def _weight_taps(gy, x, args, p, crop):
     """``(G, K_g, C_g, taps)``: per tap, the output gradient times the columns it read,
     summed over the blocks."""
     xp = get_array_module(gy)
-    gw = xp.zeros((args.groups, args.out_channels // args.groups, args.in_channels // args.groups,
-                   len(p.layout.taps)), dtype=gy.dtype)
+    # one contiguous (G, K_g, C_g) matrix per tap: the first block's products are written
+    # in place, the others added (a sum into a strided tap slice costs a pass of its own)
+    gw = xp.zeros((len(p.layout.taps), args.groups, args.out_channels // args.groups,
+                   args.in_channels // args.groups), dtype=gy.dtype)
     ph = g = None
     for b in range(p.blocks):
         ph = block_input(x, args, p, b, ph)
@@ -88,8 +90,11 @@ def _weight_taps(gy, x, args, p, crop):
         for t, (phase, off) in enumerate(p.layout.taps):
             cols = ph[phase, 0, :, :, off:off + p.columns]
             cols = cols if crop is None else xp.where(crop, 0, cols)
-            gw[..., t] += xp.matmul(gc, cols.swapaxes(-1, -2))
-    return gw
+            if b == 0:
+                xp.matmul(gc, cols.swapaxes(-1, -2), out=gw[t])
+            else:
+                gw[t] += xp.matmul(gc, cols.swapaxes(-1, -2))
+    return xp.moveaxis(gw, 0, -1)
 
 
 def grad_weight(gy, x, args):
@@ -97,7 +102,8 @@ def grad_weight(gy, x, args):
     gw = _weight_taps(gy, x, args, p, None)
     if not all_finite(gw):  # maybe a non-finite cell of x met the zeros of the cropped columns
         gw = _weight_taps(gy, x, args, p, cropped(args, p, gy)[:p.columns])
-    return gw.reshape((args.out_channels, args.in_channels // args.groups) + args.geom.kernel)
+    return get_array_module(gw).ascontiguousarray(gw).reshape((args.out_channels, args.in_channels // args.groups)
+                                                                  + args.geom.kernel)
 
 
 # ----------------------------------------------------------------------------- protocol
