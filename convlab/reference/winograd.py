@@ -125,11 +125,11 @@ def _sample_blocks(args, m, itemsize):
 
 
 def _plan(args, m, itemsize, n):
-    """Chunks ``(n0, n1, r0, r1)`` of ``n`` samples: samples ``n0:n1``, tile rows ``r0:r1``
-    of the first spatial axis. A chunk's transformed tiles stay in cache, yet its products
-    have at least ``MIN_TILES`` columns (each reads the transformed kernel once); there are
-    chunks for every worker, and all workers' chunks together take at most half the
-    workspace limit."""
+    """Chunks ``(n0, n1, r0, r1, k0, k1)`` of ``n`` samples: samples ``n0:n1``, tile rows
+    ``r0:r1`` of the first spatial axis, output channels ``k0:k1``. A chunk's transformed
+    tiles stay in cache, yet its products have at least ``MIN_TILES`` columns (each reads
+    the transformed kernel once); there are chunks for every worker, and all workers' chunks
+    together take at most half the workspace limit."""
     nd, workers = args.nd, _parallel.workers()
     tiles = _tiles_per_axis(args, m)
     points = (m + 2) ** nd
@@ -140,9 +140,18 @@ def _plan(args, m, itemsize, n):
     want = max(1, min(want, workspace_limit() // 2 // workers // per_tile))
     if want >= row * rows:  # whole samples
         step = want // (row * rows)
-        return [(n0, min(n, n0 + step), 0, rows) for n0 in range(0, n, step)]
-    step = max(1, want // row)  # tile rows of one sample
-    return [(n0, n0 + 1, r0, min(rows, r0 + step)) for n0 in range(n) for r0 in range(0, rows, step)]
+        chunks = [(n0, min(n, n0 + step), 0, rows) for n0 in range(0, n, step)]
+    else:
+        step = max(1, want // row)  # tile rows of one sample
+        chunks = [(n0, n0 + 1, r0, min(rows, r0 + step)) for n0 in range(n) for r0 in range(0, rows, step)]
+    kg = args.out_channels // args.groups
+    if n * row * rows >= workers * MIN_TILES or args.groups > 1 or kg < 2 * workers:
+        return [c + (0, kg) for c in chunks]
+    # Few tiles (a small plane): the chunks split the output channels instead, so that each
+    # worker reads only its part of the transformed kernel (36 x 512 x 512 at 512@7).
+    whole = [(0, n, 0, rows)]
+    kb = -(-kg // workers)
+    return [c + (k0, min(kg, k0 + kb)) for c in whole for k0 in range(0, kg, kb)]
 
 
 def _gather(at, m, span, tiles, chunk):
@@ -208,17 +217,18 @@ def _correlate(x, w, args, m, lo=None, size=None):
     for b0, b1 in _sample_blocks(args, m, x.itemsize):
         xt = channel_last(x[b0:b1], tuple(p for p, _ in geom.pad), tuple(t * m + 2 for t in tiles))
         yt = xp.empty((b1 - b0,) + tuple(t * m for t in tiles) + (args.out_channels,), dtype=x.dtype)
-        # yt as (*m, N, *tiles, K): output cell i of tile t on each axis.
+        # yt as (*m, N, *tiles, G, K_g): output cell i of tile t on each axis.
         blocked = yt.reshape((b1 - b0,) + tuple(v for t in tiles for v in (t, m)) + yt.shape[-1:])
         blocked = blocked.transpose(tuple(range(2, 2 * nd + 1, 2)) + (0,) + tuple(range(1, 2 * nd, 2)) + (2 * nd + 1,))
+        blocked = blocked.reshape(blocked.shape[:-1] + (groups, args.out_channels // groups))  # a view
 
         def run(group):
-            for n0, n1, r0, r1 in group:
+            for n0, n1, r0, r1, k0, k1 in group:
                 d = _gather(xt, m, m + 2, tiles, (n0, n1, r0, r1))  # (points, cols, C)
                 v = xp.matmul(bk, _flat(d)).reshape(d.shape)
-                mm = matmul(_by_group(v, groups), ut)  # (points, G, cols, K_g)
-                mm = xp.ascontiguousarray(mm.transpose(0, 2, 1, 3))  # (points, cols, K)
-                dst = blocked[(slice(None),) * nd + (slice(n0, n1), slice(r0, r1))]
+                mm = matmul(_by_group(v, groups), ut[..., k0:k1])  # (points, G, cols, k1 - k0)
+                mm = xp.ascontiguousarray(mm.transpose(0, 2, 1, 3))  # (points, cols, G, k1 - k0)
+                dst = blocked[(slice(None),) * nd + (slice(n0, n1), slice(r0, r1)) + (Ellipsis, slice(k0, k1))]
                 dst[...] = xp.matmul(ak, _flat(mm)).reshape(dst.shape)
 
         _parallel.map_groups(run, _plan(args, m, x.itemsize, b1 - b0), xp, blas=True)
