@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from .. import _parallel
 from .._backend import get_array_module
+from .phases import spans
 
 
 def channel_last(a, lo, size):
@@ -49,5 +50,4 @@ def channel_first(at, lo, size, out=None):
 
 def samples(n):
     """Sample ranges, one or more per worker."""
-    step = max(1, -(-n // _parallel.workers()))
-    return [(n0, min(n, n0 + step)) for n0 in range(0, n, step)]
+    return spans(n, max(1, -(-n // _parallel.workers())))

@@ -31,6 +31,7 @@ from .. import _parallel
 from .._backend import as_strided, get_array_module, workspace_limit
 from .groups import matmul
 from .layout import channel_last
+from .phases import most, spans
 
 CACHE_BYTES = 1 << 20
 MIN_COLUMNS = 256
@@ -42,9 +43,8 @@ def serves(args) -> bool:
 def _blocks(args, itemsize):
     """Samples ``(b0, b1)`` whose channel-last copy takes at most half the workspace limit
     (one sample at least); the other half is the chunks'."""
-    per_sample = max(1, args.in_channels * math.prod(args.geom.padded_size) * itemsize)
-    step = max(1, workspace_limit() // 2 // per_sample)
-    return [(b0, min(args.batch, b0 + step)) for b0 in range(0, args.batch, step)]
+    per_sample = args.in_channels * math.prod(args.geom.padded_size) * itemsize
+    return spans(args.batch, most(0, per_sample, workspace_limit() // 2, args.batch))
 
 
 def _chunks(args, itemsize, n):

@@ -47,6 +47,7 @@ from .._protocol import Prepared, all_finite, dtype_of, ready
 from . import direct
 from .groups import grouped_weight, matmul
 from .layout import channel_first, channel_last
+from .phases import most, spans
 
 CACHE_BYTES = 2 << 20
 MIN_TILES = 128
@@ -120,8 +121,7 @@ def _sample_blocks(args, m, itemsize):
     tiles = _tiles_per_axis(args, m)
     per_sample = (math.prod(t * m + 2 for t in tiles) * args.in_channels
                   + math.prod(t * m for t in tiles) * args.out_channels) * itemsize
-    step = max(1, workspace_limit() // 2 // max(1, per_sample))
-    return [(n0, min(args.batch, n0 + step)) for n0 in range(0, args.batch, step)]
+    return spans(args.batch, most(0, per_sample, workspace_limit() // 2, args.batch))
 
 
 def _plan(args, m, itemsize, n):
@@ -191,8 +191,7 @@ def _point_weights(w, args, m):
         for c0, c1 in group:
             xp.matmul(gk, w9[:, c0:c1], out=u[:, c0:c1])
 
-    step = max(1, -(-w9.shape[1] // _parallel.workers()))
-    _parallel.map_groups(run, [(c0, c0 + step) for c0 in range(0, w9.shape[1], step)], xp, blas=True)
+    _parallel.map_groups(run, spans(w9.shape[1], max(1, -(-w9.shape[1] // _parallel.workers()))), xp, blas=True)
     return u.reshape((gk.shape[0], args.groups, args.out_channels // args.groups, w.shape[1])).swapaxes(-1, -2)
 
 
