@@ -32,13 +32,14 @@ def get_array_module(*arrays, name: str = "x"):
     return mods.pop() if mods else np
 
 
-def as_strided(x, shape, strides):
-    """A strided view of ``x`` in its own array module (no copy)."""
+def as_strided(x, shape, strides, writeable=False):
+    """A strided view of ``x`` in its own array module (no copy); read-only unless
+    ``writeable`` (a writer must know that overlapping cells alias)."""
     if isinstance(x, np.ndarray):
         if not x.flags.c_contiguous:
-            return np.lib.stride_tricks.as_strided(x, shape=shape, strides=strides, writeable=False)
+            return np.lib.stride_tricks.as_strided(x, shape=shape, strides=strides, writeable=writeable)
         view = np.ndarray(shape, x.dtype, buffer=x, strides=strides)  # a few times cheaper per call
-        view.flags.writeable = False
+        view.flags.writeable = writeable
         return view
     return _cupy.lib.stride_tricks.as_strided(x, shape=shape, strides=strides)
 

@@ -23,9 +23,10 @@ def test_patches_match_the_loop_oracle(name, x_shape, w_shape, params, dtype):
     assert patches.serves(args)
     y = patches.forward(x, w, args)
     gy = np.random.default_rng(1).standard_normal(y.shape).astype(dtype)
-    ref_y, _, ref_gw = naive_all(x, w, gy, params)
+    ref_y, ref_gx, ref_gw = naive_all(x, w, gy, params)
     assert_close(y, ref_y, dtype, np.prod(w_shape[1:]))
     assert_close(patches.grad_weight(gy, x, args), ref_gw, dtype, y.size // y.shape[1])
+    assert_close(patches.grad_input(gy, w, args), ref_gx, dtype, w_shape[0] * np.prod(w_shape[2:]))
 
 
 def test_patches_in_small_chunks_agree_with_one_chunk():
@@ -34,11 +35,14 @@ def test_patches_in_small_chunks_agree_with_one_chunk():
     y = convlab.conv2d(x, w, stride=2, padding=2)
     gy = np.random.default_rng(2).standard_normal(y.shape)
     gw = convlab.conv2d_backward(gy, x, w, stride=2, padding=2, algorithm="im2col")[1]
-    old = convlab.set_workspace_limit(1)  # one output row per chunk
+    args = args_of(x, w, dict(stride=2, padding=2))
+    gx = patches.grad_input(gy, w, args)
+    old = convlab.set_workspace_limit(1)  # one sample per block, one output row per chunk
     try:
         np.testing.assert_allclose(convlab.conv2d(x, w, stride=2, padding=2, algorithm="im2col"), whole, rtol=1e-13)
         np.testing.assert_allclose(convlab.conv2d_backward(gy, x, w, stride=2, padding=2, algorithm="im2col")[1], gw,
                                    rtol=1e-12)
+        np.testing.assert_allclose(patches.grad_input(gy, w, args), gx, rtol=1e-12)
     finally:
         convlab.set_workspace_limit(old)
 
@@ -51,3 +55,18 @@ def test_im2col_hands_strided_layers_here():
 def test_stride_one_keeps_the_phase_layout():
     x, w = operands((1, 3, 9, 9), (4, 3, 3, 3))
     assert not patches.serves(args_of(x, w, dict(padding=1)))
+
+
+@pytest.mark.parametrize("channels,used", [(128, True), (64, False)])
+def test_input_gradient_adds_back_channel_last_only_on_long_runs(monkeypatch, channels, used):
+    x, w = operands((1, channels, 9, 9), (4, channels, 3, 3), np.float32)
+    calls = []
+    real = patches.grad_input
+    monkeypatch.setattr(patches, "grad_input", lambda *a: calls.append(1) or real(*a))
+    y = convlab.conv2d(x, w, stride=2, padding=1, algorithm="im2col")
+    gy = np.random.default_rng(3).standard_normal(y.shape).astype(np.float32)
+    gx = convlab.conv2d_backward(gy, x, w, stride=2, padding=1, algorithm="im2col")[0]
+    assert bool(calls) == used
+    ref = convlab.conv2d_backward(gy.astype(np.float64), x.astype(np.float64), w.astype(np.float64), stride=2,
+                                  padding=1, algorithm="naive")[0]
+    assert_close(gx, ref, np.float32, 4 * 9)

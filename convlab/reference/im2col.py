@@ -268,9 +268,15 @@ def supports(args):
     return None  # every convolution
 
 
-# Strided layers: the forward pass and the weight gradient read
-# patches from a channel-last copy; the input gradient keeps the phase layout's col2im.
-_CHANNEL_LAST = SimpleNamespace(forward=patches.forward, grad_weight=patches.grad_weight, grad_input=grad_input)
+def _strided_grad_input(gy, w, args):
+    """col2im on the channel-last layout where a channel run is long, else on the phases."""
+    return (patches.grad_input if patches.long_runs(args, gy.itemsize) else grad_input)(gy, w, args)
+
+
+# Strided layers: the forward pass and the weight gradient read patches from a channel-last
+# copy, and the input gradient adds them back there when a group's channels make long runs.
+_CHANNEL_LAST = SimpleNamespace(forward=patches.forward, grad_weight=patches.grad_weight,
+                                grad_input=_strided_grad_input)
 
 
 def prepare(x, w, args):
