@@ -23,6 +23,7 @@ decides whether it is separable within ``RTOL`` (100 ulp of the dtype).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from dataclasses import dataclass
 
@@ -36,6 +37,7 @@ from .phases import most, spans
 from .windows import add_tap, pad, tap_view, unpad
 
 
+@functools.lru_cache(maxsize=None)
 def rtol(dtype):
     """Largest relative residual accepted as separable: 100 units in the last place."""
     return 100 * float(np.finfo(dtype).eps)
@@ -87,12 +89,13 @@ MEMO_BYTES = 1 << 16
 
 
 def factored(w):
-    """:func:`factor`, remembered by content for small NumPy kernels ("auto" prepares this
-    algorithm on every call, and a layer keeps its kernel)."""
+    """:func:`factor`, or ``None`` for a kernel holding NaN or infinity (LAPACK's SVD may not
+    return on one), remembered by content for small NumPy kernels ("auto" prepares this
+    algorithm on every call, and a layer keeps its kernel: a second call looks at nothing)."""
     key = (w.shape, w.dtype.str, w.tobytes()) if isinstance(w, np.ndarray) and w.nbytes <= MEMO_BYTES else None
     if key in _factored:
         return _factored[key]
-    result = factor(w)
+    result = factor(w) if all_finite(w) else None
     if key is not None:
         if len(_factored) >= 256:
             _factored.clear()
@@ -261,14 +264,15 @@ def supports(args):
 def prepare(x, w, args):
     """The kernel's rank-1 factors (one SVD pass, :func:`factored`), or why it has none.
 
-    A kernel holding NaN or infinity is never factored (LAPACK's SVD may not return on one,
-    and its factors would be NaN): it goes to :mod:`.direct`, as in the FFT and Winograd.
+    A kernel holding NaN or infinity is never factored (its factors would be NaN): it goes
+    to :mod:`.direct`, as in the FFT and Winograd.
     A residual that is not a number (overflow) counts as not separable."""
     if w is None:
         return "algorithm='separable' needs the kernel w to factor it; only its shape was given"
-    if not all_finite(w):
+    result = factored(w)
+    if result is None:
         return direct.prepare(x, w, args, note="separable hands a non-finite kernel to direct")
-    factors, residual = factored(w)
+    factors, residual = result
     if not residual <= rtol(w.dtype):
         return (f"algorithm='separable' needs rank-1 kernels: the kernel w of shape {tuple(w.shape)} "
                 f"is not separable (relative residual of its best rank-1 factors {residual:.3g} > "
