@@ -8,6 +8,8 @@ import pytest
 from oracles import args_of, assert_close, naive_all, operands
 
 import convlab
+from convlab import _parallel
+from convlab._params import conv_shape_args
 from convlab.reference import direct, winograd
 
 CASES = [
@@ -72,9 +74,12 @@ def test_winograd_tile_must_be_two_or_four():
 
 
 def test_tile_rule():
-    for nd, tile in [(1, 4), (2, 4), (3, 2)]:
-        x, w = operands((1, 1) + (6,) * nd, (1, 1) + (3,) * nd)
-        assert winograd.tile_size(args_of(x, w, {})) == tile
+    """F(4, 3) where every worker gets MIN_TILES of its tiles, else F(2, 3); F(2, 3) in 3-D."""
+    need = winograd.MIN_TILES * _parallel.workers()
+    for nd, n, tile in [(1, 4 * need, 4), (1, 4 * need - 4, 2), (2, 4 * math.isqrt(need) + 4, 4), (2, 8, 2),
+                        (3, 64, 2)]:
+        args = conv_shape_args((1, 1) + (n,) * nd, (1, 1) + (3,) * nd, 1, 1, 1, 1, nd)
+        assert winograd.tile_size(args) == tile, (nd, n)
 
 
 # The float32 error bounds documented in docs/algorithms.md (largest error relative to the

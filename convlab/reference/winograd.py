@@ -15,8 +15,8 @@ of the ``(m + 2)^nd`` transform points become a matrix product over channels::
 F(2, 3) uses the interpolation points 0, 1, -1, inf; F(4, 3) adds 2 and -2 and saves more
 multiplications (36 instead of 144 per 4x4 output tile in 2-D) but its transforms hold
 larger constants, so its float32 error is larger (measured in docs/algorithms.md).
-:func:`tile_size` picks ``m``: 4 for 1-D and 2-D, 2 for 3-D, where the error of the
-216-point F(4x4x4, 3x3x3) transform grows too large.
+:func:`tile_size` picks ``m``: 4 for 1-D and 2-D unless the planes give too few tiles, 2
+for 3-D, where the error of the 216-point F(4x4x4, 3x3x3) transform grows too large.
 
 How it runs: the input is copied once into a channel-last layout ``(N, *n, C)``, where each
 cell of a tile is a contiguous run of ``C`` values; chunks of tiles that stay in cache are
@@ -97,8 +97,17 @@ def supports(args):
 
 
 def tile_size(args):
-    """Outputs per tile and axis: 4 (F(4, 3)) in 1-D and 2-D, 2 (F(2, 3)) in 3-D."""
-    return 4 if args.nd <= 2 else 2
+    """Outputs per tile and axis: 4 (F(4, 3)) in 1-D and 2-D when that gives every worker
+    ``MIN_TILES`` tiles, else 2 (F(2, 3)); 2 in 3-D.
+
+    Each point's product reads the whole transformed kernel (``points x K x C_g``) for a
+    chunk of tiles; with fewer tiles than that (small planes: 32 F(4, 3) tiles at N = 8 on
+    7x7) it is read for little work, and F(2, 3)'s four times more tiles and 16/36 of the
+    transformed kernel are faster (docs/algorithms.md)."""
+    if args.nd > 2:
+        return 2
+    tiles = args.batch * math.prod(_tiles_per_axis(args, 4))
+    return 4 if tiles >= MIN_TILES * _parallel.workers() else 2
 
 
 @functools.lru_cache(maxsize=None)
