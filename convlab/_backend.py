@@ -19,6 +19,11 @@ except Exception as exc:  # pragma: no cover - depends on the machine
 
 def get_array_module(*arrays, name: str = "x"):
     """``numpy`` or ``cupy`` for the given arrays; ``TypeError`` for anything else or a mix."""
+    for a in arrays:  # the common case first: every call of every pass asks
+        if type(a) is not np.ndarray:
+            break
+    else:
+        return np
     mods = set()
     for a in arrays:
         if isinstance(a, np.ndarray):

@@ -188,8 +188,8 @@ def needs(value, b=None) -> tuple:
     ``grad_b`` is never needed without a bias."""
     if not isinstance(value, (tuple, list)) or len(value) != 3:
         raise TypeError(f"needs must be a tuple of 3 bools (grad_x, grad_w, grad_b), got {value!r}")
-    flags = tuple(boolean(v, "needs") for v in value)
-    return flags[0], flags[1], flags[2] and b is not None
+    x, w, bias = (boolean(v, "needs") for v in value)
+    return x, w, bias and b is not None
 
 
 def positive_int(value, name: str) -> int:

@@ -274,7 +274,12 @@ def prepare(x, w, args):
         return direct.prepare(x, w, args, note="separable hands a non-finite kernel to direct")
     factors, residual = result
     if not residual <= rtol(w.dtype):
-        return (f"algorithm='separable' needs rank-1 kernels: the kernel w of shape {tuple(w.shape)} "
-                f"is not separable (relative residual of its best rank-1 factors {residual:.3g} > "
-                f"tolerance {rtol(w.dtype):.3g}); use another algorithm")
+        return _not_separable(tuple(w.shape), residual, w.dtype)
     return Prepared("separable", args, np.dtype(w.dtype), Factored(factors))
+
+
+@functools.lru_cache(maxsize=256)
+def _not_separable(shape, residual, dtype):
+    return (f"algorithm='separable' needs rank-1 kernels: the kernel w of shape {shape} is not separable "
+            f"(relative residual of its best rank-1 factors {residual:.3g} > tolerance {rtol(dtype):.3g}); "
+            f"use another algorithm")
