@@ -1,12 +1,12 @@
-"""Small convolutions: the whole patch matrix in one copy, and one matrix product.
+"""Small convolutions: the whole patch matrix in one gather, and one matrix product.
 
 On small planes a convolution's arithmetic takes less time than the library calls around
 it (microseconds each), so the path with the fewest calls wins. The patch matrix of
-:mod:`.im2col`, for every sample at once, is one copy of the windows view of the padded
-input; its rows are ordered (channel, tap), the kernel's own layout, so the weight is a
-view (eq. 9.7/9.8 and 9.11-9.13)::
+:mod:`.im2col`, for every sample at once, is one ``take`` from the input by a table made
+once per shapes (a padding cell reads a zero); its rows are ordered (channel, tap), the
+kernel's own layout, so the weight is a view (eq. 9.7/9.8 and 9.11-9.13)::
 
-    cols[n, g, (c, m), j] = V_pad[n, g*C_g + c, j*s + m*d]        (C_g*prod(k)) x P, one copy
+    cols[n, g, (c, m), j] = V_pad[n, g*C_g + c, j*s + m*d]        (C_g*prod(k)) x P, one take
     Z[n, g]               = K[g] @ cols[n, g]                     K[g]: K_g x (C_g*prod(k))
     dK[g]                 = sum_n G[n, g] @ cols[n, g].T
     dV_pad[n, g]          = fold(K[g].T @ G[n, g])                col2im: one add per tap
@@ -23,7 +23,7 @@ import sys
 
 import numpy as np
 
-from .._backend import as_strided, get_array_module
+from .._backend import get_array_module
 from . import pointwise
 from .groups import matmul
 from .windows import cells, fold, unpad
@@ -49,35 +49,29 @@ def handler(args):
     return pointwise if pointwise.serves(args) else sys.modules[__name__] if serves(args) else None
 
 
-@functools.lru_cache(maxsize=1024)
-def _layout(args, itemsize):
-    """What :func:`_columns` does for these shapes, made once: the padded shape (``None``
-    without padding) and where the input goes in it, and the windows of a contiguous padded
-    input as a view already in patch order ``(N, C, *k, *out)`` (shape and strides)."""
-    geom = args.geom
-    padded = (args.batch, args.in_channels) + geom.padded_size
-    cells = [itemsize]  # C-order strides of the padded input
-    for n in reversed(padded[1:]):
-        cells.insert(0, cells[0] * n)
-    lead, spatial = tuple(cells[:2]), cells[2:]
-    strides = lead + tuple(st * d for st, d in zip(spatial, geom.dilation)) + tuple(
-        st * s for st, s in zip(spatial, geom.stride))
-    inside = (Ellipsis,) + tuple(slice(lo, lo + n) for n, (lo, _) in zip(geom.in_size, geom.pad))
-    return (None if padded[2:] == geom.in_size else padded, inside, padded[:2] + geom.kernel + geom.out_size,
-            strides, (args.batch, args.groups, rows(args), math.prod(geom.out_size)))
-
-
 def _columns(x, args):
-    """``(N, G, C_g*prod(k), P)``: the patch matrix of every sample, one copy of the windows
-    view of the padded input (:func:`.windows.windows`, here in patch order)."""
+    """``(N, G, C_g*prod(k), P)``: the patch matrix of every sample, one ``take`` from the
+    input followed by one zero (what every padding cell reads) by :func:`_sources`."""
     xp = get_array_module(x)
-    padded, inside, shape, strides, patch = _layout(args, x.itemsize)
-    if padded is None:
-        xpad = xp.ascontiguousarray(x)
-    else:
-        xpad = xp.zeros(padded, dtype=x.dtype)
-        xpad[inside] = x
-    return as_strided(xpad, shape, strides).reshape(patch)
+    flat = xp.empty(x.size + 1, dtype=x.dtype)
+    flat[:-1].reshape(x.shape)[...] = x
+    flat[-1] = 0
+    patch = (args.batch, args.groups, rows(args), math.prod(args.geom.out_size))
+    return flat.take(xp.asarray(_sources(args))).reshape(patch)
+
+
+@functools.lru_cache(maxsize=256)
+def _sources(args):
+    """``(N*C*prod(k)*P,)``: for each patch element, the flat index of the input cell it
+    reads, or ``N*C*prod(n)`` (one past the input: a zero) for a padding cell (read-only)."""
+    geom = args.geom
+    padded = np.full((args.batch, args.in_channels) + geom.padded_size, args.batch * args.in_channels
+                     * math.prod(geom.in_size), dtype=np.intp)
+    inside = (Ellipsis,) + tuple(slice(lo, lo + n) for n, (lo, _) in zip(geom.in_size, geom.pad))
+    padded[inside] = np.arange(padded[inside].size).reshape(padded[inside].shape)
+    src = padded.reshape(-1).take(_cells(args))
+    src.flags.writeable = False
+    return src
 
 
 def _weight(w, args):
