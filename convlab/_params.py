@@ -164,9 +164,10 @@ def boolean(value, name: str) -> bool:
     return bool(value)
 
 
-def pool_indices(indices, grad_y, in_size, name="indices"):
-    """Check the flat plane indices a max pool returned: int64, ``grad_y``'s shape and device,
-    each in ``[-1, prod(in_size))``."""
+def pool_indices(indices, grad_y, name="indices"):
+    """Check the flat plane indices a max pool returned: int64, ``grad_y``'s shape and device.
+    Their values (each inside its own window) are checked where they are used, in the same
+    pass (``convlab.reference.pool.scatter_planes``)."""
     xp = get_array_module(grad_y)
     try:
         mod = get_array_module(indices, name=name)
@@ -177,9 +178,6 @@ def pool_indices(indices, grad_y, in_size, name="indices"):
     if indices.dtype != np.int64:
         raise TypeError(f"{name} must be int64 (the forward's return_indices), got dtype {indices.dtype}")
     check_shape(indices, grad_y.shape, name, " (grad_y's shape)")
-    cells = math.prod(in_size)
-    if indices.size and (int(indices.min()) < -1 or int(indices.max()) >= cells):
-        raise ValueError(f"{name} must lie in [-1, {cells}) (flat indices into planes of size {tuple(in_size)})")
     return indices
 
 

@@ -190,22 +190,49 @@ def test_max_pool_matches_oracle(case):
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_max_pool_backward_adds_at_any_given_indices(dtype):
-    """``indices`` need not come from the forward: repeated cells add up, -1 adds nothing,
-    a cell outside the window still receives its gradient (a loop oracle)."""
+    """``indices`` need not be the maxima: any cell of its own window will do, and cells that
+    several (overlapping) windows send to add up (a loop oracle)."""
     rng = np.random.default_rng(3)
     x = np.zeros((3, 2, 5, 4), dtype=dtype)
-    g = rng.standard_normal((3, 2, 2, 2)).astype(dtype)
-    idx = rng.integers(-1, 20, g.shape)
-    idx[0, 0] = 7  # one plane sends all four windows to the same cell
-    idx[2, 1, 1] = -1
+    g = rng.standard_normal((3, 2, 5, 4)).astype(dtype)
+    idx = np.empty(g.shape, dtype=np.int64)  # 3x3 windows, stride 1, padding 1: a random cell of each
+    for n, c, a, b in itertools.product(*map(range, g.shape)):
+        r, q = rng.integers(max(a - 1, 0), min(a + 1, 4) + 1), rng.integers(max(b - 1, 0), min(b + 1, 3) + 1)
+        idx[n, c, a, b] = r * 4 + q
+    idx[0, 0, 1:4, 1:4] = 2 * 4 + 2  # the nine windows that hold cell (2, 2) all send to it
     expected = np.zeros(x.shape)
     for n, c, a, b in itertools.product(*map(range, g.shape)):
-        if idx[n, c, a, b] >= 0:
-            expected[(n, c) + np.unravel_index(idx[n, c, a, b], (5, 4))] += g[n, c, a, b]
-    gx = convlab.max_pool2d_backward(g, x, 2, indices=idx)
+        expected[(n, c) + np.unravel_index(idx[n, c, a, b], (5, 4))] += g[n, c, a, b]
+    gx = convlab.max_pool2d_backward(g, x, 3, stride=1, padding=1, indices=idx)
     assert gx.dtype == dtype and gx.shape == x.shape
     np.testing.assert_allclose(gx, expected, rtol=1e-6, atol=1e-6)
-    assert gx[0, 0, 1, 3] == pytest.approx(g[0, 0].sum(), rel=1e-6)
+    assert gx[0, 0, 2, 2] == pytest.approx(g[0, 0, 1:4, 1:4].sum(), rel=1e-6)
+
+
+@pytest.mark.parametrize("nd", [1, 2, 3])
+def test_max_pool_backward_refuses_an_index_outside_its_window(nd):
+    """An index the forward cannot give (outside its window's span, outside the plane, or -1
+    where the window holds input cells) is a ValueError naming the window, in 1-3 dims and
+    on any plane of any chunk; the forward's own indices pass."""
+    kw = dict(kernel_size=2, stride=2)
+    x = np.random.default_rng(4).standard_normal((2, 3) + (6,) * nd)
+    y, idx = OPS["max_pool"][nd](x, return_indices=True, **kw)
+    g = np.ones(y.shape)
+    assert BWD["max_pool"][nd](g, x, indices=idx, **kw).sum() == g.size
+    cells = 6 ** nd
+    last = (1, 2) + (2,) * nd  # the last window of the last plane: cells 4 and 5 along each axis
+    for bad in (0, idx[(0, 0) + (0,) * nd], cells, cells + 7, -1, -2, np.iinfo(np.int64).max,
+                np.iinfo(np.int64).min):
+        wrong = idx.copy()
+        wrong[last] = bad
+        with pytest.raises(ValueError, match="indices must point into their own windows.*holds " + str(bad)):
+            BWD["max_pool"][nd](g, x, indices=wrong, **kw)
+    # the adaptive pools' bins too
+    y, idx = OPS["adaptive_max_pool"][nd](x, 3, return_indices=True)
+    wrong = idx.copy()
+    wrong[(1, 2) + (2,) * nd] = 0
+    with pytest.raises(ValueError, match="own windows"):
+        BWD["adaptive_max_pool"][nd](np.ones(y.shape), x, 3, indices=wrong)
 
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import itertools
 import math
+import typing
 
 import numpy as np
 
@@ -34,8 +35,10 @@ CACHE_BYTES = 1 << 20
 # Inputs this large are pooled on every core, a chunk per thread.
 PARALLEL_BYTES = 4 << 20
 
-# ufunc.at became a fast loop in NumPy 1.25 (before, it is many times slower than bincount).
-_FAST_UFUNC_AT = np.lib.NumpyVersion(np.__version__) >= "1.25.0"
+try:  # the scatter-add of sparse COO to dense: y[row, col] += v, compiled, without the GIL
+    from scipy.sparse._sparsetools import coo_todense as _coo_add
+except ImportError:  # pragma: no cover - depends on the SciPy version
+    _coo_add = None
 
 
 def _lead(a, geom):
@@ -72,12 +75,15 @@ def _plane_cells(geom):
     return math.prod(geom.in_size) + math.prod(geom.out_size)
 
 
-def _each(fn, chunks, nbytes):
+def _each(fn, chunks, nbytes, scratch=None):
     """``fn(p0, p1)`` for every chunk. The chunks write disjoint planes and NumPy's loops
-    release the GIL, so inputs over ``PARALLEL_BYTES`` use every core (:mod:`convlab._parallel`)."""
+    release the GIL, so inputs over ``PARALLEL_BYTES`` use every core (:mod:`convlab._parallel`).
+    ``scratch()``, when given, is made once per thread and passed as ``fn(p0, p1, scratch)``:
+    buffers that chunk after chunk reuse (a fresh one per chunk costs its page faults)."""
     def run(group):
+        extra = () if scratch is None else (scratch(),)
         for chunk in group:
-            fn(*chunk)
+            fn(*chunk, *extra)
 
     if nbytes < PARALLEL_BYTES:
         run(chunks)
@@ -281,35 +287,111 @@ def max_pool_grad(gy, x, geom):
 
 # ----------------------------------------------------------------------------- sums, average
 
-def scatter_planes(gy, index, in_size):
-    """The adjoint of gathering by plane index: ``gx[n, c, index[n, c, j]] += gy[n, c, j]``
-    (index -1, a window with no input cell, adds nothing). Max-pool backward from the
-    forward's indices, without a second argmax.
+def scatter_planes(gy, index, in_size, spans):
+    """The adjoint of gathering by plane index: ``gx[n, c, index[n, c, j]] += gy[n, c, j]``,
+    ``gy`` and ``index`` of shape ``(N, C, *out)``, ``gx`` of shape ``(N, C, *in_size)``. Max-pool
+    backward from the forward's indices, without a second argmax.
 
-    A chunk of planes at a time, so that its indices, gradients and sums stay in cache. The
-    chunks run on every core: ``ufunc.at`` holds the GIL, but zeroing a chunk and making its
-    flat indices do not, and overlap another chunk's adds."""
+    ``spans`` (:class:`Spans`: :func:`window_spans`, :func:`bin_spans`) holds the flat indices
+    of the first and the last input cell of each window ``j``. Each index must lie in its
+    window's span, as the forward's do, else ``ValueError``; a window with no input cell
+    (span -1 to -1) holds -1 and adds nothing. The check is a max and a min over the planes
+    of a chunk (two reductions, against the three passes of a test per index), and it keeps
+    every add inside its plane.
+
+    A chunk of planes at a time, so that its indices, gradients and sums stay in cache, the
+    chunks on every core. The adds are SciPy's compiled COO-to-dense loop (the windows in
+    order, as ``np.add.at``, but without holding the GIL), or ``np.add.at`` without it."""
     xp = get_array_module(gy)
     planes, cells, outs = gy.shape[0] * gy.shape[1], math.prod(in_size), math.prod(gy.shape[2:])
     g, idx = gy.reshape(planes, outs), index.reshape(planes, outs)
     gx = xp.empty((planes, cells), dtype=gy.dtype)
-    chunks = _chunks(planes, gy, cells + outs)
-    start = xp.arange(max((p1 - p0 for p0, p1 in chunks), default=0), dtype=np.int64)[:, None] * cells
+    first, last = xp.asarray(spans.first.reshape(-1)), xp.asarray(spans.last.reshape(-1))
 
-    def chunk(p0, p1):
+    def scratch():  # each window's largest and smallest index in a chunk
+        return xp.empty(outs, dtype=np.int64), xp.empty(outs, dtype=np.int64)
+
+    def chunk(p0, p1, bounds):
         ic, gc, gxc = idx[p0:p1], g[p0:p1], gx[p0:p1].reshape(-1)
-        flat = ic + start[:p1 - p0]
-        if outs and int(ic.min()) < 0:
-            keep = ic >= 0
-            flat, gc = flat[keep], gc[keep]
-        if xp is np and _FAST_UFUNC_AT:  # adds in gy's dtype, cheaper than bincount's float64 sums
+        most, least = ic.max(axis=0, out=bounds[0]), ic.min(axis=0, out=bounds[1])
+        if not (bool((most <= last).all()) and bool((least >= first).all())):
+            raise _outside(ic, first, last, p0, xp)
+        cols, values, rows = ic.reshape(-1), gc.reshape(-1), _rows(p1 - p0, outs, xp)
+        if spans.hollow:  # -1 marks a window with no input cell
+            keep = cols >= 0
+            cols, values, rows = cols[keep], values[keep], rows[keep]
+        if xp is np and _coo_add is not None:
             gxc.fill(0)
-            np.add.at(gxc, flat.ravel(), gc.ravel())
+            _coo_add(p1 - p0, cells, cols.size, rows, cols, values, gxc, 0)
+        elif xp is np:
+            gxc.fill(0)
+            np.add.at(gxc, rows * cells + cols, values)
         else:
-            gxc[...] = xp.bincount(flat.ravel(), weights=gc.ravel(), minlength=gxc.size)
+            gxc[...] = xp.bincount(rows * cells + cols, weights=values, minlength=gxc.size)
 
-    _each(chunk, chunks, gx.nbytes)
+    _each(chunk, _chunks(planes, gy, cells + outs), gx.nbytes, scratch)
     return gx.reshape(tuple(gy.shape[:2]) + tuple(in_size))
+
+
+@functools.lru_cache(maxsize=64)
+def _rows(count, outs, xp):
+    """The plane (0 to ``count - 1``) of each of ``count * outs`` windows, in order (read-only)."""
+    rows = xp.repeat(xp.arange(count, dtype=np.int64), outs)
+    if xp is np:
+        rows.flags.writeable = False
+    return rows
+
+
+def _outside(ic, first, last, p0, xp):
+    """The ``ValueError`` for the first index of a chunk outside its window's span."""
+    plane, j = (int(v) for v in xp.argwhere((ic < first) | (ic > last))[0])
+    first, last, value = int(first[j]), int(last[j]), int(ic[plane, j])
+    where = "-1 (the window has no input cell)" if first < 0 else f"in flat cells {first}..{last}"
+    return ValueError(f"indices must point into their own windows, as the forward's return_indices do: window {j} "
+                      f"of plane {p0 + plane} holds {value}, expected {where}")
+
+
+class Spans(typing.NamedTuple):
+    """The flat index into an input plane (row-major) of the first and the last input cell of
+    each window, ``(*out,)`` int64 each, -1 for both where a window has no input cell, and
+    whether some window has none (``hollow``). Every cell a window reads lies in its span
+    (so do the cells between that it does not read)."""
+    first: np.ndarray
+    last: np.ndarray
+    hollow: bool
+
+
+def _flat_spans(firsts, lasts, in_size):
+    """:class:`Spans` from each axis's first and last cell per window (-1 where a window has
+    none along that axis: then the whole window has none)."""
+    first, last = np.zeros((), dtype=np.int64), np.zeros((), dtype=np.int64)
+    none = np.zeros((), dtype=bool)
+    for f, l, n in zip(firsts, lasts, in_size):
+        f, l = np.asarray(f, dtype=np.int64), np.asarray(l, dtype=np.int64)
+        first, last = np.add.outer(first * n, f), np.add.outer(last * n, l)
+        none = np.logical_or.outer(none, f < 0)
+    first[none] = last[none] = -1
+    first.flags.writeable = last.flags.writeable = False
+    return Spans(first, last, bool(none.any()))
+
+
+@functools.lru_cache(maxsize=256)
+def window_spans(geom):
+    """The :class:`Spans` of a pool's windows (read-only, made once per geometry)."""
+    firsts, lasts = [], []
+    for a in range(geom.nd):
+        inside, c = _in_input(geom, a), cells(geom, a) - geom.pad[a][0]
+        some = inside.any(axis=1)
+        firsts.append(np.where(some, c[np.arange(len(c)), inside.argmax(axis=1)], -1))
+        lasts.append(np.where(some, c[np.arange(len(c)), inside.shape[1] - 1 - inside[:, ::-1].argmax(axis=1)], -1))
+    return _flat_spans(firsts, lasts, geom.in_size)
+
+
+@functools.lru_cache(maxsize=256)
+def bin_spans(bins, in_size):
+    """The :class:`Spans` of an adaptive pool's bins (``convlab._params.adaptive_bins`` per axis)."""
+    return _flat_spans([[b[0] for b in axis] for axis in bins], [[b[1] - 1 for b in axis] for axis in bins],
+                       in_size)
 
 
 def sum_pool(x, geom):
