@@ -15,6 +15,16 @@ OPS = {name: {nd: getattr(convlab, f"{name}{nd}d") for nd in (1, 2, 3)}
 BWD = {name: {nd: getattr(convlab, f"{name}{nd}d_backward") for nd in (1, 2, 3)} for name in OPS}
 
 
+@pytest.fixture(params=["all windows at once", "tap by tap"])
+def max_path(request, monkeypatch):
+    """Max pooling's two ways to its maxima and indices: small inputs copy all their windows at
+    once, larger ones pass over the taps (a test's inputs are small, so both are forced)."""
+    from convlab.reference import pool
+
+    monkeypatch.setattr(pool, "SMALL_CELLS", 1 << 62 if request.param == "all windows at once" else -1)
+    return request.param
+
+
 # ----------------------------------------------------------------------------- the oracle
 
 def _chain(shape, deriv):
@@ -171,7 +181,7 @@ def unpack(case):
 # ----------------------------------------------------------------------------- max pool
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)
-def test_max_pool_matches_oracle(case):
+def test_max_pool_matches_oracle(case, max_path):
     nd, spatial, kernel, stride, dilation, pads, ceil_mode, params = unpack(case)
     x = np.random.default_rng(0).standard_normal((2, 3) + spatial)
     x[0, 0] = np.round(x[0, 0])  # ties in one plane
@@ -236,13 +246,13 @@ def test_max_pool_backward_refuses_an_index_outside_its_window(nd):
 
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)
-def test_max_pool_gradcheck(case):
+def test_max_pool_gradcheck(case, max_path):
     nd, spatial, kernel, stride, dilation, pads, ceil_mode, params = unpack(case)
     x = distinct((1, 2) + spatial)
     convlab.gradcheck(OPS["max_pool"][nd], BWD["max_pool"][nd], (x,), dilation=case[5], **params)
 
 
-def test_max_pool_ties_go_to_the_first_maximum():
+def test_max_pool_ties_go_to_the_first_maximum(max_path):
     # One 3x3 window full of equal values: the gradient goes to its first cell.
     x = np.ones((1, 1, 3, 3))
     g = convlab.max_pool2d_backward(np.full((1, 1, 1, 1), 5.0), x, 3)
@@ -269,7 +279,7 @@ def test_max_pool_ties_go_to_the_first_maximum():
     assert g[0, 0, 0, 2, 2] == 1.0 and g.sum() == 1.0
 
 
-def test_max_pool_padding_never_wins():
+def test_max_pool_padding_never_wins(max_path):
     # Every input is -inf: the padding (-inf too) ties but never wins; the first cell inside does.
     x = np.full((1, 1, 4), -np.inf)
     y, idx = convlab.max_pool1d(x, 3, stride=2, padding=1, return_indices=True)
@@ -284,7 +294,7 @@ def test_max_pool_padding_never_wins():
     np.testing.assert_array_equal(idx[0, 0], [0, 0, 1])
 
 
-def test_max_pool_window_with_no_input_cell():
+def test_max_pool_window_with_no_input_cell(max_path):
     # Dilation can put a whole window in the padding (cells -1 and 1 of a 1-cell input):
     # its max is -inf, its index -1, and it passes no gradient.
     x = np.array([[[3.0]]])
@@ -301,7 +311,7 @@ def test_max_pool_window_with_no_input_cell():
         np.testing.assert_array_equal(BWD["max_pool"][nd](np.ones(y.shape), x, indices=idx, **kw), np.zeros(x.shape))
 
 
-def test_max_pool_nan_is_the_maximum():
+def test_max_pool_nan_is_the_maximum(max_path):
     x = np.array([[[1.0, np.nan, 2.0, np.nan]]])
     y, idx = convlab.max_pool1d(x, 4, return_indices=True)
     assert np.isnan(y[0, 0, 0]) and idx[0, 0, 0] == 1
@@ -476,7 +486,7 @@ def test_adaptive_output_size_forms():
 # ----------------------------------------------------------------------------- dtypes, layouts
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_dtypes_are_kept(dtype):
+def test_dtypes_are_kept(dtype, max_path):
     x = np.random.default_rng(0).standard_normal((2, 4, 7, 6)).astype(dtype)
     x64 = x.astype(np.float64)
     tol = 1e-6 if dtype == np.float32 else 1e-14
@@ -498,11 +508,13 @@ def test_dtypes_are_kept(dtype):
         np.testing.assert_allclose(gx, bwd(g.astype(np.float64), x64, **params), rtol=tol * 10, atol=tol * 10)
 
 
-def test_noncontiguous_and_negative_stride_views():
+def test_noncontiguous_and_negative_stride_views(max_path):
     base = np.random.default_rng(0).standard_normal((2, 3, 9, 8))
     x = base[:, ::-1, 1::2, ::-1]
     xc = np.ascontiguousarray(x)
     for fwd in (lambda a: convlab.max_pool2d(a, 2, 1, padding=1), lambda a: convlab.avg_pool2d(a, 3, 2, 1),
+                lambda a: convlab.max_pool2d(a, 2, return_indices=True),
+                lambda a: convlab.max_pool2d(a, 3, 2, padding=1, return_indices=True),
                 lambda a: convlab.lp_pool2d(a, 3, 2), lambda a: convlab.adaptive_max_pool2d(a, (2, 3)),
                 lambda a: convlab.maxout(a[:, :2], 2)):
         np.testing.assert_array_equal(fwd(x), fwd(xc))

@@ -27,13 +27,17 @@ import numpy as np
 from .. import _parallel
 from .._backend import get_array_module
 from .._protocol import all_finite
-from .windows import cells, covers, tap_boxes
+from .windows import cells, covers, pad, tap_boxes
 
 
 # Planes per chunk: a chunk's input and output stay in L2 while the taps pass over them.
 CACHE_BYTES = 1 << 20
 # Inputs this large are pooled on every core, a chunk per thread.
 PARALLEL_BYTES = 4 << 20
+# Max pools with at most this many window cells (windows times taps, over all planes) read
+# every window at once: one copy of the windows, one argmax and one max, in place of a pass
+# per tap over chunks, whose per-call cost is all a small call has.
+SMALL_CELLS = 1 << 13
 
 try:  # the scatter-add of sparse COO to dense: y[row, col] += v, compiled, without the GIL
     from scipy.sparse._sparsetools import coo_todense as _coo_add
@@ -64,10 +68,9 @@ def _planes(a, geom):
 def _chunks(planes, a, plane_cells):
     """Plane ranges ``(p0, p1)`` whose ``plane_cells`` cells per plane (input and output) stay
     in cache (NumPy; one chunk on a GPU)."""
-    if get_array_module(a) is not np:
+    if not isinstance(a, np.ndarray):
         return [(0, planes)]
-    per_plane = plane_cells * a.itemsize
-    step = max(1, CACHE_BYTES // max(1, per_plane))
+    step = max(1, CACHE_BYTES // max(1, plane_cells * a.itemsize))
     return [(p0, min(planes, p0 + step)) for p0 in range(0, planes, step)]
 
 
@@ -189,15 +192,15 @@ def _in_input(geom, axis):
 @functools.lru_cache(maxsize=256)
 def _first_inside(geom):
     """``(T, none)``: the flat tap index (row-major over the kernel) of the first in-range
-    cell of each window, and whether the window has no in-range cell at all (``T`` is 0 there).
-    Made once per geometry (read-only)."""
+    cell of each window, and whether the window has no in-range cell at all (``T`` is 0 there;
+    ``none`` is None where every window has one). Made once per geometry (read-only)."""
     flat, none = np.zeros((), dtype=np.int64), np.zeros((), dtype=bool)
     for a in range(geom.nd):
         inside = _in_input(geom, a)
         flat = np.add.outer(flat * geom.kernel[a], inside.argmax(axis=1))  # argmax of a bool: the first True
         none = np.logical_or.outer(none, ~inside.any(axis=1))
     flat.flags.writeable = none.flags.writeable = False
-    return flat, none
+    return flat, (none if none.any() else None)
 
 
 def max_pool_argmax(x, geom, plane=False):
@@ -211,7 +214,11 @@ def max_pool_argmax(x, geom, plane=False):
     The taps pass in row-major order and each window keeps the last tap that raised its
     running max: a tie does not raise it, so the earliest of equal maxima stays; a NaN
     raises a max that is not NaN yet, and nothing raises a NaN. Each tap's strided cells
-    are copied once, so that the compare and the max read them contiguously."""
+    are copied once, so that the compare and the max read them contiguously.
+
+    Small inputs (:data:`SMALL_CELLS`) take :func:`_argmax_at_once` instead."""
+    if x.size * _taps_per_cell(geom) <= SMALL_CELLS:
+        return _argmax_at_once(x, geom, plane)
     xp = get_array_module(x)
     xf = _planes(x, geom)
     index_type = np.min_scalar_type(math.prod(geom.kernel) - 1)
@@ -221,7 +228,7 @@ def max_pool_argmax(x, geom, plane=False):
     boxes = tuple((t, box) for t, box in enumerate(tap_boxes(geom)) if box is not None)
     first, none = _first_inside(geom)
     first = xp.asarray(first, dtype=index_type)
-    none = xp.asarray(none) if none.any() else None
+    none = None if none is None else xp.asarray(none)
 
     def chunk(p0, p1):
         xc, yc, ac = xf[p0:p1], y[p0:p1], arg[p0:p1]
@@ -254,14 +261,56 @@ def max_pool_argmax(x, geom, plane=False):
     return y.reshape(shape), index.reshape(shape)
 
 
+def _argmax_at_once(x, geom, plane):
+    """:func:`max_pool_argmax` on a copy of all the windows ``(..., *out, prod(kernel))``,
+    gathered from the input padded with ``-inf`` by one ``take`` of :func:`_window_cells` (a
+    view of the windows costs more to make than a tiny pool's arithmetic): ``argmax`` gives
+    the first maximum (the first NaN where there is one) and ``max`` the value. Only where
+    padding ties a ``-inf`` maximum can it come first; those windows point to their first
+    in-range tap, as the tap loop's do."""
+    xp = get_array_module(x)
+    lead = _lead(x, geom)
+    w = pad(x, geom, -np.inf).reshape(lead + (math.prod(geom.padded_size),))
+    w = w.take(xp.asarray(_window_cells(geom)), axis=-1)
+    arg, y = w.argmax(axis=-1), w.max(axis=-1)
+    first, none = _first_inside(geom)
+    if geom.padded_size != geom.in_size and y.size and not bool(y.min() > -xp.inf):
+        arg = xp.where(y == -xp.inf, xp.asarray(first), arg)
+    if not plane:
+        return y, arg.astype(np.min_scalar_type(math.prod(geom.kernel) - 1))
+    index = plane_index(arg, geom)
+    if none is not None:
+        xp.copyto(index, -1, where=xp.broadcast_to(xp.asarray(none), index.shape))
+    return y, index
+
+
 @functools.lru_cache(maxsize=256)
-def _index_tables(geom):
+def _index_tables(geom, padded=False):
+    """``(of_window, of_tap)``: the flat index into an input plane (into a padded one, as
+    :func:`.windows.pad` makes it, when ``padded``) of tap 0 of each window ``(*out,)``, and
+    the offset of each tap from it (flat over the kernel, row-major). Made once per geometry."""
     of_window, of_tap = np.zeros((), dtype=np.int64), np.zeros((), dtype=np.int64)
     for a in range(geom.nd):
-        n = geom.in_size[a]
-        of_window = np.add.outer(of_window * n, np.arange(geom.out_size[a]) * geom.stride[a] - geom.pad[a][0])
+        n, lo = (geom.padded_size[a], 0) if padded else (geom.in_size[a], geom.pad[a][0])
+        of_window = np.add.outer(of_window * n, np.arange(geom.out_size[a]) * geom.stride[a] - lo)
         of_tap = np.add.outer(of_tap * n, np.arange(geom.kernel[a]) * geom.dilation[a])
     return of_window, of_tap.ravel()
+
+
+@functools.lru_cache(maxsize=256)
+def _taps_per_cell(geom):
+    """Window cells (windows times taps) per input cell."""
+    return math.prod(geom.out_size) * math.prod(geom.kernel) / max(1, math.prod(geom.in_size))
+
+
+@functools.lru_cache(maxsize=256)
+def _window_cells(geom):
+    """``(*out, prod(kernel))``: the flat index into a padded plane of the cell that each tap
+    of each window reads (read-only)."""
+    of_window, of_tap = _index_tables(geom, padded=True)
+    table = np.add.outer(of_window, of_tap)
+    table.flags.writeable = False
+    return table
 
 
 def plane_index(arg, geom, out=None):
@@ -269,9 +318,9 @@ def plane_index(arg, geom, out=None):
     of window ``j`` reads: ``i = j*s + m*d - lo`` per axis (PyTorch's ``return_indices``).
     The flat index is linear in ``i``, so it splits into a part of the window ``j`` and a
     part of the tap ``m``: a small table for each, one lookup and one add."""
-    xp = get_array_module(arg)
-    of_window, of_tap = _index_tables(geom)
-    return xp.add(xp.asarray(of_tap).take(arg), xp.asarray(of_window), out=out)
+    xp = np if isinstance(arg, np.ndarray) else get_array_module(arg)
+    of_window, of_tap = (xp.asarray(t) for t in _index_tables(geom))
+    return xp.add(of_tap.take(arg), of_window, out=out)
 
 
 def max_pool_grad(gy, x, geom):
@@ -295,9 +344,10 @@ def scatter_planes(gy, index, in_size, spans):
     ``spans`` (:class:`Spans`: :func:`window_spans`, :func:`bin_spans`) holds the flat indices
     of the first and the last input cell of each window ``j``. Each index must lie in its
     window's span, as the forward's do, else ``ValueError``; a window with no input cell
-    (span -1 to -1) holds -1 and adds nothing. The check is a max and a min over the planes
-    of a chunk (two reductions, against the three passes of a test per index), and it keeps
-    every add inside its plane.
+    (span -1 to -1) holds -1 and adds nothing. The test: an index's offset from ``first``, as
+    unsigned, is at most ``last - first``; on a chunk of more than two planes it runs on each
+    window's largest and smallest index only (two reductions, cheaper than a test of every
+    index). It keeps every add inside its plane.
 
     A chunk of planes at a time, so that its indices, gradients and sums stay in cache, the
     chunks on every core. The adds are SciPy's compiled COO-to-dense loop (the windows in
@@ -306,28 +356,31 @@ def scatter_planes(gy, index, in_size, spans):
     planes, cells, outs = gy.shape[0] * gy.shape[1], math.prod(in_size), math.prod(gy.shape[2:])
     g, idx = gy.reshape(planes, outs), index.reshape(planes, outs)
     gx = xp.empty((planes, cells), dtype=gy.dtype)
-    first, last = xp.asarray(spans.first.reshape(-1)), xp.asarray(spans.last.reshape(-1))
+    first, width = xp.asarray(spans.first), xp.asarray(spans.width)
 
     def scratch():  # each window's largest and smallest index in a chunk
-        return xp.empty(outs, dtype=np.int64), xp.empty(outs, dtype=np.int64)
+        return xp.empty((2, outs), dtype=np.int64)
 
     def chunk(p0, p1, bounds):
-        ic, gc, gxc = idx[p0:p1], g[p0:p1], gx[p0:p1].reshape(-1)
-        most, least = ic.max(axis=0, out=bounds[0]), ic.min(axis=0, out=bounds[1])
-        if not (bool((most <= last).all()) and bool((least >= first).all())):
-            raise _outside(ic, first, last, p0, xp)
-        cols, values, rows = ic.reshape(-1), gc.reshape(-1), _rows(p1 - p0, outs, xp)
+        ic, gc, gxc, rows = idx[p0:p1], g[p0:p1], gx[p0:p1], _rows(p1 - p0, outs, xp)
+        test = ic
+        if p1 - p0 > 2:  # test only each window's largest and smallest index over the planes
+            test = bounds
+            ic.max(axis=0, out=bounds[0])
+            ic.min(axis=0, out=bounds[1])
+        if not bool(xp.less_equal(xp.subtract(test, first, out=bounds[:len(test)]).view(np.uint64), width).all()):
+            raise _outside(ic, spans, p0, xp)
         if spans.hollow:  # -1 marks a window with no input cell
-            keep = cols >= 0
-            cols, values, rows = cols[keep], values[keep], rows[keep]
-        if xp is np and _coo_add is not None:
-            gxc.fill(0)
-            _coo_add(p1 - p0, cells, cols.size, rows, cols, values, gxc, 0)
-        elif xp is np:
-            gxc.fill(0)
-            np.add.at(gxc, rows * cells + cols, values)
+            keep = ic >= 0
+            ic, gc, rows = ic[keep], gc[keep], rows[keep]
+        if xp is not np:
+            gxc[...] = xp.bincount((rows * cells + ic).ravel(), weights=gc.ravel(), minlength=gxc.size).reshape(gxc.shape)
+            return
+        gxc.fill(0)
+        if _coo_add is not None:  # takes the buffers as they lie: contiguous, in order
+            _coo_add(p1 - p0, cells, ic.size, rows, ic, gc, gxc, 0)
         else:
-            gxc[...] = xp.bincount(rows * cells + cols, weights=values, minlength=gxc.size)
+            np.add.at(gxc, (rows, ic), gc)
 
     _each(chunk, _chunks(planes, gy, cells + outs), gx.nbytes, scratch)
     return gx.reshape(tuple(gy.shape[:2]) + tuple(in_size))
@@ -335,15 +388,16 @@ def scatter_planes(gy, index, in_size, spans):
 
 @functools.lru_cache(maxsize=64)
 def _rows(count, outs, xp):
-    """The plane (0 to ``count - 1``) of each of ``count * outs`` windows, in order (read-only)."""
-    rows = xp.repeat(xp.arange(count, dtype=np.int64), outs)
+    """``(count, outs)``: the plane of each window of ``count`` planes (read-only)."""
+    rows = xp.repeat(xp.arange(count, dtype=np.int64), outs).reshape(count, outs)
     if xp is np:
         rows.flags.writeable = False
     return rows
 
 
-def _outside(ic, first, last, p0, xp):
+def _outside(ic, spans, p0, xp):
     """The ``ValueError`` for the first index of a chunk outside its window's span."""
+    first, last = xp.asarray(spans.first), xp.asarray(spans.last)
     plane, j = (int(v) for v in xp.argwhere((ic < first) | (ic > last))[0])
     first, last, value = int(first[j]), int(last[j]), int(ic[plane, j])
     where = "-1 (the window has no input cell)" if first < 0 else f"in flat cells {first}..{last}"
@@ -353,11 +407,13 @@ def _outside(ic, first, last, p0, xp):
 
 class Spans(typing.NamedTuple):
     """The flat index into an input plane (row-major) of the first and the last input cell of
-    each window, ``(*out,)`` int64 each, -1 for both where a window has no input cell, and
-    whether some window has none (``hollow``). Every cell a window reads lies in its span
-    (so do the cells between that it does not read)."""
+    each window, int64, one per window (flat over ``*out``, row-major), -1 for both where a
+    window has no input cell; ``width``, ``last - first`` as unsigned; and whether some
+    window has none (``hollow``). Every cell a window reads lies in its span (so do the cells between that it
+    does not read)."""
     first: np.ndarray
     last: np.ndarray
+    width: np.ndarray
     hollow: bool
 
 
@@ -370,9 +426,12 @@ def _flat_spans(firsts, lasts, in_size):
         f, l = np.asarray(f, dtype=np.int64), np.asarray(l, dtype=np.int64)
         first, last = np.add.outer(first * n, f), np.add.outer(last * n, l)
         none = np.logical_or.outer(none, f < 0)
-    first[none] = last[none] = -1
-    first.flags.writeable = last.flags.writeable = False
-    return Spans(first, last, bool(none.any()))
+    first, last = first.reshape(-1), last.reshape(-1)
+    first[none.reshape(-1)] = last[none.reshape(-1)] = -1
+    width = (last - first).view(np.uint64)
+    for a in (first, last, width):
+        a.flags.writeable = False
+    return Spans(first, last, width, bool(none.any()))
 
 
 @functools.lru_cache(maxsize=256)
