@@ -21,7 +21,7 @@ def max_path(request, monkeypatch):
     once, larger ones pass over the taps (a test's inputs are small, so both are forced)."""
     from convlab.reference import pool
 
-    monkeypatch.setattr(pool, "SMALL_CELLS", 1 << 62 if request.param == "all windows at once" else -1)
+    monkeypatch.setattr(pool, "SMALL_WINDOWS", 1 << 62 if request.param == "all windows at once" else -1)
     return request.param
 
 

@@ -46,7 +46,7 @@ def test_chunked_pools_match_a_padded_window_oracle(threaded, monkeypatch):
     from convlab.reference import pool
 
     monkeypatch.setattr(pool, "CACHE_BYTES", 1)  # a chunk per plane
-    monkeypatch.setattr(pool, "SMALL_CELLS", -1)  # max pooling tap by tap, as on large inputs
+    monkeypatch.setattr(pool, "SMALL_WINDOWS", -1)  # max pooling tap by tap, as on large inputs
     monkeypatch.setattr(pool, "PARALLEL_BYTES", 0 if threaded else 1 << 62)
     monkeypatch.setattr(pool._parallel, "workers", lambda: 2)
     rng = np.random.default_rng(1)

@@ -34,10 +34,10 @@ from .windows import cells, covers, pad, tap_boxes
 CACHE_BYTES = 1 << 20
 # Inputs this large are pooled on every core, a chunk per thread.
 PARALLEL_BYTES = 4 << 20
-# Max pools with at most this many window cells (windows times taps, over all planes) read
-# every window at once: one copy of the windows, one argmax and one max, in place of a pass
-# per tap over chunks, whose per-call cost is all a small call has.
-SMALL_CELLS = 1 << 13
+# Max pools with at most this many windows (over all planes) read every window at once: one
+# copy of the windows, one argmax and one max, in place of a pass per tap over chunks, whose
+# per-call cost is all a small call has (the crossing point: 1000 windows of 2x2, 2800 of 3x3).
+SMALL_WINDOWS = 1024
 
 try:  # the scatter-add of sparse COO to dense: y[row, col] += v, compiled, without the GIL
     from scipy.sparse._sparsetools import coo_todense as _coo_add
@@ -216,8 +216,8 @@ def max_pool_argmax(x, geom, plane=False):
     raises a max that is not NaN yet, and nothing raises a NaN. Each tap's strided cells
     are copied once, so that the compare and the max read them contiguously.
 
-    Small inputs (:data:`SMALL_CELLS`) take :func:`_argmax_at_once` instead."""
-    if x.size * _taps_per_cell(geom) <= SMALL_CELLS:
+    Small inputs (:data:`SMALL_WINDOWS`) take :func:`_argmax_at_once` instead."""
+    if x.size * _windows_per_cell(geom) <= SMALL_WINDOWS:
         return _argmax_at_once(x, geom, plane)
     xp = get_array_module(x)
     xf = _planes(x, geom)
@@ -298,9 +298,9 @@ def _index_tables(geom, padded=False):
 
 
 @functools.lru_cache(maxsize=256)
-def _taps_per_cell(geom):
-    """Window cells (windows times taps) per input cell."""
-    return math.prod(geom.out_size) * math.prod(geom.kernel) / max(1, math.prod(geom.in_size))
+def _windows_per_cell(geom):
+    """Windows per input cell."""
+    return math.prod(geom.out_size) / max(1, math.prod(geom.in_size))
 
 
 @functools.lru_cache(maxsize=256)
