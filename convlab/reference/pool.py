@@ -268,10 +268,10 @@ def _argmax_at_once(x, geom, plane):
     the first maximum (the first NaN where there is one) and ``max`` the value. Only where
     padding ties a ``-inf`` maximum can it come first; those windows point to their first
     in-range tap, as the tap loop's do."""
-    xp = get_array_module(x)
-    lead = _lead(x, geom)
-    w = pad(x, geom, -np.inf).reshape(lead + (math.prod(geom.padded_size),))
-    w = w.take(xp.asarray(_window_cells(geom)), axis=-1)
+    xp = np if type(x) is np.ndarray else get_array_module(x)
+    gather = _window_cells(geom)
+    w = pad(x, geom, -np.inf).reshape(_lead(x, geom) + (math.prod(geom.padded_size),))
+    w = w.take(gather if xp is np else xp.asarray(gather), axis=-1)
     arg, y = w.argmax(axis=-1), w.max(axis=-1)
     first, none = _first_inside(geom)
     if geom.padded_size != geom.in_size and y.size and not bool(y.min() > -xp.inf):
@@ -318,9 +318,11 @@ def plane_index(arg, geom, out=None):
     of window ``j`` reads: ``i = j*s + m*d - lo`` per axis (PyTorch's ``return_indices``).
     The flat index is linear in ``i``, so it splits into a part of the window ``j`` and a
     part of the tap ``m``: a small table for each, one lookup and one add."""
-    xp = np if isinstance(arg, np.ndarray) else get_array_module(arg)
-    of_window, of_tap = (xp.asarray(t) for t in _index_tables(geom))
-    return xp.add(of_tap.take(arg), of_window, out=out)
+    of_window, of_tap = _index_tables(geom)
+    if type(arg) is not np.ndarray:
+        xp = get_array_module(arg)
+        return xp.add(xp.asarray(of_tap).take(arg), xp.asarray(of_window), out=out)
+    return np.add(of_tap.take(arg), of_window, out=out)
 
 
 def max_pool_grad(gy, x, geom):
@@ -352,23 +354,27 @@ def scatter_planes(gy, index, in_size, spans):
     A chunk of planes at a time, so that its indices, gradients and sums stay in cache, the
     chunks on every core. The adds are SciPy's compiled COO-to-dense loop (the windows in
     order, as ``np.add.at``, but without holding the GIL), or ``np.add.at`` without it."""
-    xp = get_array_module(gy)
+    xp = np if type(gy) is np.ndarray else get_array_module(gy)
     planes, cells, outs = gy.shape[0] * gy.shape[1], math.prod(in_size), math.prod(gy.shape[2:])
     g, idx = gy.reshape(planes, outs), index.reshape(planes, outs)
     gx = xp.empty((planes, cells), dtype=gy.dtype)
-    first, width = xp.asarray(spans.first), xp.asarray(spans.width)
+    first, width = spans.first, spans.width
+    if xp is not np:
+        first, width = xp.asarray(first), xp.asarray(width)
 
     def scratch():  # each window's largest and smallest index in a chunk
         return xp.empty((2, outs), dtype=np.int64)
 
-    def chunk(p0, p1, bounds):
+    def chunk(p0, p1, bounds=None):
         ic, gc, gxc, rows = idx[p0:p1], g[p0:p1], gx[p0:p1], _rows(p1 - p0, outs, xp)
-        test = ic
         if p1 - p0 > 2:  # test only each window's largest and smallest index over the planes
-            test = bounds
+            bounds = scratch() if bounds is None else bounds
             ic.max(axis=0, out=bounds[0])
             ic.min(axis=0, out=bounds[1])
-        if not bool(xp.less_equal(xp.subtract(test, first, out=bounds[:len(test)]).view(np.uint64), width).all()):
+            offsets = xp.subtract(bounds, first, out=bounds)
+        else:
+            offsets = xp.subtract(ic, first)
+        if not bool(xp.less_equal(offsets.view(np.uint64), width).all()):
             raise _outside(ic, spans, p0, xp)
         if spans.hollow:  # -1 marks a window with no input cell
             keep = ic >= 0
@@ -382,8 +388,12 @@ def scatter_planes(gy, index, in_size, spans):
         else:
             np.add.at(gxc, (rows, ic), gc)
 
-    _each(chunk, _chunks(planes, gy, cells + outs), gx.nbytes, scratch)
-    return gx.reshape(tuple(gy.shape[:2]) + tuple(in_size))
+    chunks = _chunks(planes, gy, cells + outs)
+    if len(chunks) == 1:
+        chunk(0, planes)
+    else:
+        _each(chunk, chunks, gx.nbytes, scratch)
+    return gx.reshape(gy.shape[:2] + tuple(in_size))
 
 
 @functools.lru_cache(maxsize=64)
