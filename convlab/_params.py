@@ -168,13 +168,13 @@ def pool_indices(indices, grad_y, name="indices"):
     """Check the flat plane indices a max pool returned: int64, ``grad_y``'s shape and device.
     Their values (each inside its own window) are checked where they are used, in the same
     pass (``convlab.reference.pool.scatter_planes``)."""
-    if type(indices) is not np.ndarray or type(grad_y) is not np.ndarray:  # the common case first
-        try:
-            mod = get_array_module(indices, name=name)
-        except TypeError:
-            raise TypeError(f"{name} must be an array of int64 plane indices, got {type(indices).__name__}") from None
-        if mod is not get_array_module(grad_y):
-            raise TypeError(f"{name} must be on the same device as grad_y")
+    xp = get_array_module(grad_y)
+    try:
+        mod = get_array_module(indices, name=name)
+    except TypeError:
+        raise TypeError(f"{name} must be an array of int64 plane indices, got {type(indices).__name__}") from None
+    if mod is not xp:
+        raise TypeError(f"{name} must be on the same device as grad_y")
     if indices.dtype != np.int64:
         raise TypeError(f"{name} must be int64 (the forward's return_indices), got dtype {indices.dtype}")
     check_shape(indices, grad_y.shape, name, " (grad_y's shape)")

@@ -268,7 +268,7 @@ def _argmax_at_once(x, geom, plane):
     the first maximum (the first NaN where there is one) and ``max`` the value. Only where
     padding ties a ``-inf`` maximum can it come first; those windows point to their first
     in-range tap, as the tap loop's do."""
-    xp = np if type(x) is np.ndarray else get_array_module(x)
+    xp = get_array_module(x)
     gather = _window_cells(geom)
     w = pad(x, geom, -np.inf).reshape(_lead(x, geom) + (math.prod(geom.padded_size),))
     w = w.take(gather if xp is np else xp.asarray(gather), axis=-1)
@@ -318,11 +318,11 @@ def plane_index(arg, geom, out=None):
     of window ``j`` reads: ``i = j*s + m*d - lo`` per axis (PyTorch's ``return_indices``).
     The flat index is linear in ``i``, so it splits into a part of the window ``j`` and a
     part of the tap ``m``: a small table for each, one lookup and one add."""
+    xp = get_array_module(arg)
     of_window, of_tap = _index_tables(geom)
-    if type(arg) is not np.ndarray:
-        xp = get_array_module(arg)
-        return xp.add(xp.asarray(of_tap).take(arg), xp.asarray(of_window), out=out)
-    return np.add(of_tap.take(arg), of_window, out=out)
+    if xp is not np:
+        of_window, of_tap = xp.asarray(of_window), xp.asarray(of_tap)
+    return xp.add(of_tap.take(arg), of_window, out=out)
 
 
 def max_pool_grad(gy, x, geom):
@@ -354,7 +354,7 @@ def scatter_planes(gy, index, in_size, spans):
     A chunk of planes at a time, so that its indices, gradients and sums stay in cache, the
     chunks on every core. The adds are SciPy's compiled COO-to-dense loop (the windows in
     order, as ``np.add.at``, but without holding the GIL), or ``np.add.at`` without it."""
-    xp = np if type(gy) is np.ndarray else get_array_module(gy)
+    xp = get_array_module(gy)
     planes, cells, outs = gy.shape[0] * gy.shape[1], math.prod(in_size), math.prod(gy.shape[2:])
     g, idx = gy.reshape(planes, outs), index.reshape(planes, outs)
     gx = xp.empty((planes, cells), dtype=gy.dtype)
