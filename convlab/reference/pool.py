@@ -375,7 +375,7 @@ def scatter_planes(gy, index, in_size, spans):
         else:
             offsets = xp.subtract(ic, first)
         if not bool(xp.less_equal(offsets.view(np.uint64), width).all()):
-            raise _outside(ic, spans, p0, xp)
+            raise _outside(ic, spans, p0, in_size, xp)
         if spans.hollow:  # -1 marks a window with no input cell
             keep = ic >= 0
             ic, gc, rows = ic[keep], gc[keep], rows[keep]
@@ -407,14 +407,15 @@ def _rows(count, outs, xp):
     return rows
 
 
-def _outside(ic, spans, p0, xp):
+def _outside(ic, spans, p0, in_size, xp):
     """The ``ValueError`` for the first index of a chunk outside its window's span."""
     first, last = xp.asarray(spans.first), xp.asarray(spans.last)
     plane, j = (int(v) for v in xp.argwhere((ic < first) | (ic > last))[0])
     first, last, value = int(first[j]), int(last[j]), int(ic[plane, j])
-    where = "-1 (the window has no input cell)" if first < 0 else f"in flat cells {first}..{last}"
+    where = "-1 (the window has no input cell)" if first < 0 else f"one of flat cells {first}..{last}"
     return ValueError(f"indices must point into their own windows, as the forward's return_indices do: window {j} "
-                      f"of plane {p0 + plane} holds {value}, expected {where}")
+                      f"of plane {p0 + plane} holds {value}, expected {where} (of [-1, {math.prod(in_size)}), "
+                      f"flat into planes of size {tuple(in_size)})")
 
 
 class Spans(typing.NamedTuple):
