@@ -166,8 +166,8 @@ def boolean(value, name: str) -> bool:
 
 def pool_indices(indices, grad_y, name="indices"):
     """Check the flat plane indices a max pool returned: int64, ``grad_y``'s shape and device.
-    Their values (each inside its own window) are checked where they are used, in the same
-    pass (``convlab.reference.pool.scatter_planes``)."""
+    Their values (each in ``[-1, cells)``) are checked by the pass that uses them, which reads
+    them anyway (``convlab.reference.pool.scatter_planes``)."""
     xp = get_array_module(grad_y)
     try:
         mod = get_array_module(indices, name=name)

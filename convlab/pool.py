@@ -72,14 +72,13 @@ def max_pool_backward(nd, grad_y, x, kernel_size, stride=None, padding=0, dilati
     Shapes: ``grad_y (N, C, {osp})``, ``x (N, C, {sp})``. The whole of ``grad_y[n, c, j]``
     goes to the first maximum (row-major window order) of window ``j``; the others get 0.
     ``indices`` (the forward's ``return_indices``, shaped like ``grad_y``) saves finding the
-    maxima again: ``grad_x[n, c, indices[n, c, j]] += grad_y[n, c, j]``. Each index must lie
-    in the span of its own window (from its first input cell to its last, row-major), as the
-    forward's do, else ``ValueError``; -1 marks a window with no input cell.
+    maxima again: ``grad_x[n, c, indices[n, c, j]] += grad_y[n, c, j]`` (-1, a window with no
+    input cell, adds nothing; an index outside ``[-1, prod(in_size))`` is a ``ValueError``).
     """
     geom = P.pool_args(x, kernel_size, stride, padding, dilation, ceil_mode, nd)
     _grad_y(grad_y, x, geom.out_size)
     if indices is not None:
-        return ref.scatter_planes(grad_y, P.pool_indices(indices, grad_y), geom.in_size, ref.window_spans(geom))
+        return ref.scatter_planes(grad_y, P.pool_indices(indices, grad_y), geom.in_size)
     kernel = _kernel(x, geom)
     if kernel:
         return kernel.max_pool2d_backward(grad_y, x, geom)
@@ -205,14 +204,13 @@ def adaptive_max_pool(nd, x, output_size, return_indices=False):
 
 def adaptive_max_pool_backward(nd, grad_y, x, output_size, *, indices=None):
     """Backward pass of ``adaptive_max_pool{nd}d``: each bin's gradient goes to its first maximum
-    (found again, or read from the forward's ``indices``, each within its own bin's span as in
-    ``max_pool{nd}d_backward``).
+    (found again, or read from the forward's ``indices``, as in ``max_pool{nd}d_backward``).
     Shapes: ``grad_y (N, C, {osp})``, ``x (N, C, {sp})`` -> ``grad_x`` like ``x``."""
     bins = P.adaptive_args(x, output_size, nd)
     _grad_y(grad_y, x, tuple(len(b) for b in bins))
     if indices is not None:
         in_size = tuple(x.shape[2:])
-        return ref.scatter_planes(grad_y, P.pool_indices(indices, grad_y), in_size, ref.bin_spans(bins, in_size))
+        return ref.scatter_planes(grad_y, P.pool_indices(indices, grad_y), in_size)
     return ref.adaptive_max_pool_grad(grad_y, x, bins)
 
 

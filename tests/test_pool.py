@@ -200,8 +200,29 @@ def test_max_pool_matches_oracle(case, max_path):
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_max_pool_backward_adds_at_any_given_indices(dtype):
-    """``indices`` need not be the maxima: any cell of its own window will do, and cells that
-    several (overlapping) windows send to add up (a loop oracle)."""
+    """``indices`` need not come from the forward: repeated cells add up, -1 adds nothing,
+    a cell outside the window still receives its gradient (a loop oracle)."""
+    rng = np.random.default_rng(3)
+    x = np.zeros((3, 2, 5, 4), dtype=dtype)
+    g = rng.standard_normal((3, 2, 2, 2)).astype(dtype)
+    idx = rng.integers(-1, 20, g.shape)
+    idx[0, 0] = 7  # one plane sends all four windows to the same cell
+    idx[2, 1, 1] = -1
+    expected = np.zeros(x.shape)
+    for n, c, a, b in itertools.product(*map(range, g.shape)):
+        if idx[n, c, a, b] >= 0:
+            expected[(n, c) + np.unravel_index(idx[n, c, a, b], (5, 4))] += g[n, c, a, b]
+    gx = convlab.max_pool2d_backward(g, x, 2, indices=idx)
+    assert gx.dtype == dtype and gx.shape == x.shape
+    np.testing.assert_allclose(gx, expected, rtol=1e-6, atol=1e-6)
+    assert gx[0, 0, 1, 3] == pytest.approx(g[0, 0].sum(), rel=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_max_pool_backward_adds_what_overlapping_windows_send(dtype):
+    """Overlapping windows (3x3, stride 1, padding 1) each send to a random cell of their own,
+    and the nine that hold one cell all send to it: every cell adds what it receives (a loop
+    oracle), as the forward's indices of overlapping windows need."""
     rng = np.random.default_rng(3)
     x = np.zeros((3, 2, 5, 4), dtype=dtype)
     g = rng.standard_normal((3, 2, 5, 4)).astype(dtype)
@@ -220,29 +241,30 @@ def test_max_pool_backward_adds_at_any_given_indices(dtype):
 
 
 @pytest.mark.parametrize("nd", [1, 2, 3])
-def test_max_pool_backward_refuses_an_index_outside_its_window(nd):
-    """An index the forward cannot give (outside its window's span, outside the plane, or -1
-    where the window holds input cells) is a ValueError naming the window, in 1-3 dims and
-    on any plane of any chunk; the forward's own indices pass."""
+def test_max_pool_backward_refuses_an_index_outside_the_plane(nd):
+    """An index outside [-1, cells) is a ValueError naming the window and its plane, in 1-3
+    dims, beside a -1 or not (the unsigned largest index finds both); the forward's own
+    indices pass."""
     kw = dict(kernel_size=2, stride=2)
     x = np.random.default_rng(4).standard_normal((2, 3) + (6,) * nd)
     y, idx = OPS["max_pool"][nd](x, return_indices=True, **kw)
     g = np.ones(y.shape)
     assert BWD["max_pool"][nd](g, x, indices=idx, **kw).sum() == g.size
     cells = 6 ** nd
-    last = (1, 2) + (2,) * nd  # the last window of the last plane: cells 4 and 5 along each axis
-    for bad in (0, idx[(0, 0) + (0,) * nd], cells, cells + 7, -1, -2, np.iinfo(np.int64).max,
-                np.iinfo(np.int64).min):
-        wrong = idx.copy()
-        wrong[last] = bad
-        with pytest.raises(ValueError, match="indices must point into their own windows.*holds " + str(bad)):
-            BWD["max_pool"][nd](g, x, indices=wrong, **kw)
-    # the adaptive pools' bins too
+    last = (1, 2) + (2,) * nd  # the last window of the last plane
+    for bad in (cells, cells + 7, -2, np.iinfo(np.int64).max, np.iinfo(np.int64).min):
+        for other in (None, -1):
+            wrong = idx.copy()
+            wrong[last] = bad
+            if other is not None:
+                wrong[(1, 2) + (0,) * nd] = other
+            with pytest.raises(ValueError, match=rf"indices must lie in \[-1, {cells}\).*window {3 ** nd - 1} "
+                                                 rf"of plane 5 holds {bad}$"):
+                BWD["max_pool"][nd](g, x, indices=wrong, **kw)
     y, idx = OPS["adaptive_max_pool"][nd](x, 3, return_indices=True)
-    wrong = idx.copy()
-    wrong[(1, 2) + (2,) * nd] = 0
-    with pytest.raises(ValueError, match="own windows"):
-        BWD["adaptive_max_pool"][nd](np.ones(y.shape), x, 3, indices=wrong)
+    idx[(1, 2) + (2,) * nd] = cells
+    with pytest.raises(ValueError, match="indices must lie in"):
+        BWD["adaptive_max_pool"][nd](np.ones(y.shape), x, 3, indices=idx)
 
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)

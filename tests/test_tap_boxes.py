@@ -62,12 +62,14 @@ def test_chunked_pools_match_a_padded_window_oracle(threaded, monkeypatch):
     np.add.at(expected, (idx + np.arange(15).reshape(3, 5, 1, 1) * 72).ravel(), g.ravel())
     np.testing.assert_allclose(gx.ravel(), expected, atol=1e-14)
     np.testing.assert_allclose(convlab.max_pool2d_backward(g, x, indices=idx, **kw).ravel(), expected, atol=1e-14)
-    idx[2, 0, :2, :2] = 1 * 8 + 1  # a plane whose four windows that share cell (1, 1) all send to it
+    idx[1, 2] = -1  # a plane in the middle whose windows hold no input cell adds nothing
+    idx[2, 0] = idx[2, 0, 0, 0]  # and one whose windows all send to one cell
     expected = np.zeros(x.size)
-    np.add.at(expected, (idx + np.arange(15).reshape(3, 5, 1, 1) * 72).ravel(), g.ravel())
+    keep = (idx >= 0).ravel()
+    np.add.at(expected, (idx + np.arange(15).reshape(3, 5, 1, 1) * 72).ravel()[keep], g.ravel()[keep])
     np.testing.assert_allclose(convlab.max_pool2d_backward(g, x, indices=idx, **kw).ravel(), expected, atol=1e-14)
-    idx[1, 3, 4, 3] = 0  # a window of a chunk in the middle sends outside itself
-    with pytest.raises(ValueError, match="window 19 of plane 8 holds 0"):
+    idx[1, 3, 4, 3] = 72  # a window of a chunk in the middle sends past its plane
+    with pytest.raises(ValueError, match="window 19 of plane 8 holds 72"):
         convlab.max_pool2d_backward(g, x, indices=idx, **kw)
     zpad = np.pad(x, [(0, 0), (0, 0), (1, 1), (1, 1)])
     np.testing.assert_allclose(convlab.avg_pool2d(x, **kw),

@@ -20,7 +20,6 @@ from __future__ import annotations
 import functools
 import itertools
 import math
-import typing
 
 import numpy as np
 
@@ -78,15 +77,12 @@ def _plane_cells(geom):
     return math.prod(geom.in_size) + math.prod(geom.out_size)
 
 
-def _each(fn, chunks, nbytes, scratch=None):
+def _each(fn, chunks, nbytes):
     """``fn(p0, p1)`` for every chunk. The chunks write disjoint planes and NumPy's loops
-    release the GIL, so inputs over ``PARALLEL_BYTES`` use every core (:mod:`convlab._parallel`).
-    ``scratch()``, when given, is made once per thread and passed as ``fn(p0, p1, scratch)``:
-    buffers that chunk after chunk reuse (a fresh one per chunk costs its page faults)."""
+    release the GIL, so inputs over ``PARALLEL_BYTES`` use every core (:mod:`convlab._parallel`)."""
     def run(group):
-        extra = () if scratch is None else (scratch(),)
         for chunk in group:
-            fn(*chunk, *extra)
+            fn(*chunk)
 
     if nbytes < PARALLEL_BYTES:
         run(chunks)
@@ -338,18 +334,14 @@ def max_pool_grad(gy, x, geom):
 
 # ----------------------------------------------------------------------------- sums, average
 
-def scatter_planes(gy, index, in_size, spans):
+def scatter_planes(gy, index, in_size):
     """The adjoint of gathering by plane index: ``gx[n, c, index[n, c, j]] += gy[n, c, j]``,
-    ``gy`` and ``index`` of shape ``(N, C, *out)``, ``gx`` of shape ``(N, C, *in_size)``. Max-pool
-    backward from the forward's indices, without a second argmax.
-
-    ``spans`` (:class:`Spans`: :func:`window_spans`, :func:`bin_spans`) holds the flat indices
-    of the first and the last input cell of each window ``j``. Each index must lie in its
-    window's span, as the forward's do, else ``ValueError``; a window with no input cell
-    (span -1 to -1) holds -1 and adds nothing. The test: an index's offset from ``first``, as
-    unsigned, is at most ``last - first``; on a chunk of more than two planes it runs on each
-    window's largest and smallest index only (two reductions, cheaper than a test of every
-    index). It keeps every add inside its plane.
+    ``gy`` and ``index`` of shape ``(N, C, *out)``, ``gx`` of shape ``(N, C, *in_size)``
+    (index -1, a window with no input cell, adds nothing). Max-pool backward from the
+    forward's indices, without a second argmax. An index outside ``[-1, prod(in_size))`` is a
+    ``ValueError``: the largest index of a chunk, as unsigned (where -1 is the largest of
+    all), is its one test when no index is -1, a reduction that also brings the indices into
+    cache for the adds.
 
     A chunk of planes at a time, so that its indices, gradients and sums stay in cache, the
     chunks on every core. The adds are SciPy's compiled COO-to-dense loop (the windows in
@@ -358,26 +350,16 @@ def scatter_planes(gy, index, in_size, spans):
     planes, cells, outs = gy.shape[0] * gy.shape[1], math.prod(in_size), math.prod(gy.shape[2:])
     g, idx = gy.reshape(planes, outs), index.reshape(planes, outs)
     gx = xp.empty((planes, cells), dtype=gy.dtype)
-    first, width = spans.first, spans.width
-    if xp is not np:
-        first, width = xp.asarray(first), xp.asarray(width)
 
-    def scratch():  # each window's largest and smallest index in a chunk
-        return xp.empty((2, outs), dtype=np.int64)
-
-    def chunk(p0, p1, bounds=None):
+    def chunk(p0, p1):
         ic, gc, gxc, rows = idx[p0:p1], g[p0:p1], gx[p0:p1], _rows(p1 - p0, outs, xp)
-        if p1 - p0 > 2:  # test only each window's largest and smallest index over the planes
-            bounds = scratch() if bounds is None else bounds
-            ic.max(axis=0, out=bounds[0])
-            ic.min(axis=0, out=bounds[1])
-            offsets = xp.subtract(bounds, first, out=bounds)
-        else:
-            offsets = xp.subtract(ic, first)
-        if not bool(xp.less_equal(offsets.view(np.uint64), width).all()):
-            raise _outside(ic, spans, p0, in_size, xp)
-        if spans.hollow:  # -1 marks a window with no input cell
-            keep = ic >= 0
+        if ic.size and int(ic.view(np.uint64).max()) >= cells:
+            inside = (ic >= -1) & (ic < cells)
+            if not bool(inside.all()):
+                plane, j = (int(v) for v in xp.argwhere(~inside)[0])
+                raise ValueError(f"indices must lie in [-1, {cells}) (flat indices into planes of size "
+                                 f"{tuple(in_size)}): window {j} of plane {p0 + plane} holds {int(ic[plane, j])}")
+            keep = ic >= 0  # -1: a window with no input cell
             ic, gc, rows = ic[keep], gc[keep], rows[keep]
         if xp is not np:
             gxc[...] = xp.bincount((rows * cells + ic).ravel(), weights=gc.ravel(), minlength=gxc.size).reshape(gxc.shape)
@@ -394,7 +376,7 @@ def scatter_planes(gy, index, in_size, spans):
     if len(chunks) == 1:
         chunk(0, planes)
     else:
-        _each(chunk, chunks, gx.nbytes, scratch)
+        _each(chunk, chunks, gx.nbytes)
     return gx.reshape(gy.shape[:2] + tuple(in_size))
 
 
@@ -405,65 +387,6 @@ def _rows(count, outs, xp):
     if xp is np:
         rows.flags.writeable = False
     return rows
-
-
-def _outside(ic, spans, p0, in_size, xp):
-    """The ``ValueError`` for the first index of a chunk outside its window's span."""
-    first, last = xp.asarray(spans.first), xp.asarray(spans.last)
-    plane, j = (int(v) for v in xp.argwhere((ic < first) | (ic > last))[0])
-    first, last, value = int(first[j]), int(last[j]), int(ic[plane, j])
-    where = "-1 (the window has no input cell)" if first < 0 else f"one of flat cells {first}..{last}"
-    return ValueError(f"indices must point into their own windows, as the forward's return_indices do: window {j} "
-                      f"of plane {p0 + plane} holds {value}, expected {where} (of [-1, {math.prod(in_size)}), "
-                      f"flat into planes of size {tuple(in_size)})")
-
-
-class Spans(typing.NamedTuple):
-    """The flat index into an input plane (row-major) of the first and the last input cell of
-    each window, int64, one per window (flat over ``*out``, row-major), -1 for both where a
-    window has no input cell; ``width``, ``last - first`` as unsigned; and whether some
-    window has none (``hollow``). Every cell a window reads lies in its span (so do the cells between that it
-    does not read)."""
-    first: np.ndarray
-    last: np.ndarray
-    width: np.ndarray
-    hollow: bool
-
-
-def _flat_spans(firsts, lasts, in_size):
-    """:class:`Spans` from each axis's first and last cell per window (-1 where a window has
-    none along that axis: then the whole window has none)."""
-    first, last = np.zeros((), dtype=np.int64), np.zeros((), dtype=np.int64)
-    none = np.zeros((), dtype=bool)
-    for f, l, n in zip(firsts, lasts, in_size):
-        f, l = np.asarray(f, dtype=np.int64), np.asarray(l, dtype=np.int64)
-        first, last = np.add.outer(first * n, f), np.add.outer(last * n, l)
-        none = np.logical_or.outer(none, f < 0)
-    first, last = first.reshape(-1), last.reshape(-1)
-    first[none.reshape(-1)] = last[none.reshape(-1)] = -1
-    width = (last - first).view(np.uint64)
-    for a in (first, last, width):
-        a.flags.writeable = False
-    return Spans(first, last, width, bool(none.any()))
-
-
-@functools.lru_cache(maxsize=256)
-def window_spans(geom):
-    """The :class:`Spans` of a pool's windows (read-only, made once per geometry)."""
-    firsts, lasts = [], []
-    for a in range(geom.nd):
-        inside, c = _in_input(geom, a), cells(geom, a) - geom.pad[a][0]
-        some = inside.any(axis=1)
-        firsts.append(np.where(some, c[np.arange(len(c)), inside.argmax(axis=1)], -1))
-        lasts.append(np.where(some, c[np.arange(len(c)), inside.shape[1] - 1 - inside[:, ::-1].argmax(axis=1)], -1))
-    return _flat_spans(firsts, lasts, geom.in_size)
-
-
-@functools.lru_cache(maxsize=256)
-def bin_spans(bins, in_size):
-    """The :class:`Spans` of an adaptive pool's bins (``convlab._params.adaptive_bins`` per axis)."""
-    return _flat_spans([[b[0] for b in axis] for axis in bins], [[b[1] - 1 for b in axis] for axis in bins],
-                       in_size)
 
 
 def sum_pool(x, geom):
