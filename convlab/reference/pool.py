@@ -269,9 +269,11 @@ def _argmax_at_once(x, geom, plane):
     w = pad(x, geom, -np.inf).reshape(_lead(x, geom) + (math.prod(geom.padded_size),))
     w = w.take(gather if xp is np else xp.asarray(gather), axis=-1)
     arg, y = w.argmax(axis=-1), w.max(axis=-1)
-    first, none = _first_inside(geom)
-    if geom.padded_size != geom.in_size and y.size and not bool(y.min() > -xp.inf):
-        arg = xp.where(y == -xp.inf, xp.asarray(first), arg)
+    none = None
+    if geom.padded_size != geom.in_size:  # only padding ties a maximum before the input's cells
+        first, none = _first_inside(geom)
+        if y.size and not bool(y.min() > -xp.inf):
+            arg = xp.where(y == -xp.inf, xp.asarray(first), arg)
     if not plane:
         return y, arg.astype(np.min_scalar_type(math.prod(geom.kernel) - 1))
     index = plane_index(arg, geom)
@@ -314,11 +316,11 @@ def plane_index(arg, geom, out=None):
     of window ``j`` reads: ``i = j*s + m*d - lo`` per axis (PyTorch's ``return_indices``).
     The flat index is linear in ``i``, so it splits into a part of the window ``j`` and a
     part of the tap ``m``: a small table for each, one lookup and one add."""
-    xp = get_array_module(arg)
     of_window, of_tap = _index_tables(geom)
-    if xp is not np:
-        of_window, of_tap = xp.asarray(of_window), xp.asarray(of_tap)
-    return xp.add(of_tap.take(arg), of_window, out=out)
+    if type(arg) is not np.ndarray:
+        xp = get_array_module(arg)
+        return xp.add(xp.asarray(of_tap).take(arg), xp.asarray(of_window), out=out)
+    return np.add(of_tap.take(arg), of_window, out=out)
 
 
 def max_pool_grad(gy, x, geom):
