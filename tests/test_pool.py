@@ -25,6 +25,16 @@ def max_path(request, monkeypatch):
     return request.param
 
 
+@pytest.fixture(params=["SciPy's loop", "np.add.at"])
+def adds(request, monkeypatch):
+    """The backward through indices adds with SciPy's compiled loop, or without it."""
+    from convlab.reference import pool
+
+    if request.param == "np.add.at":
+        monkeypatch.setattr(pool, "_csr_add", None)
+    return request.param
+
+
 # ----------------------------------------------------------------------------- the oracle
 
 def _chain(shape, deriv):
@@ -199,7 +209,7 @@ def test_max_pool_matches_oracle(case, max_path):
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_max_pool_backward_adds_at_any_given_indices(dtype):
+def test_max_pool_backward_adds_at_any_given_indices(dtype, adds):
     """``indices`` need not come from the forward: repeated cells add up, -1 adds nothing,
     a cell outside the window still receives its gradient (a loop oracle)."""
     rng = np.random.default_rng(3)
@@ -219,7 +229,7 @@ def test_max_pool_backward_adds_at_any_given_indices(dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_max_pool_backward_adds_what_overlapping_windows_send(dtype):
+def test_max_pool_backward_adds_what_overlapping_windows_send(dtype, adds):
     """Overlapping windows (3x3, stride 1, padding 1) each send to a random cell of their own,
     and the nine that hold one cell all send to it: every cell adds what it receives (a loop
     oracle), as the forward's indices of overlapping windows need."""
