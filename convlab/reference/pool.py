@@ -67,9 +67,10 @@ def _planes(a, geom):
 def _chunks(planes, a, plane_cells):
     """Plane ranges ``(p0, p1)`` whose ``plane_cells`` cells per plane (input and output) stay
     in cache (NumPy; one chunk on a GPU)."""
-    if not isinstance(a, np.ndarray):
+    if get_array_module(a) is not np:
         return [(0, planes)]
-    step = max(1, CACHE_BYTES // max(1, plane_cells * a.itemsize))
+    per_plane = plane_cells * a.itemsize
+    step = max(1, CACHE_BYTES // max(1, per_plane))
     return [(p0, min(planes, p0 + step)) for p0 in range(0, planes, step)]
 
 
@@ -316,11 +317,11 @@ def plane_index(arg, geom, out=None):
     of window ``j`` reads: ``i = j*s + m*d - lo`` per axis (PyTorch's ``return_indices``).
     The flat index is linear in ``i``, so it splits into a part of the window ``j`` and a
     part of the tap ``m``: a small table for each, one lookup and one add."""
+    xp = get_array_module(arg)
     of_window, of_tap = _index_tables(geom)
-    if type(arg) is not np.ndarray:
-        xp = get_array_module(arg)
-        return xp.add(xp.asarray(of_tap).take(arg), xp.asarray(of_window), out=out)
-    return np.add(of_tap.take(arg), of_window, out=out)
+    if xp is not np:
+        of_window, of_tap = xp.asarray(of_window), xp.asarray(of_tap)
+    return xp.add(of_tap.take(arg), of_window, out=out)
 
 
 def max_pool_grad(gy, x, geom):
