@@ -38,10 +38,21 @@ PARALLEL_BYTES = 4 << 20
 # per-call cost is all a small call has (the crossing point: 1000 windows of 2x2, 2800 of 3x3).
 SMALL_WINDOWS = 1024
 
-try:  # sparse CSR to dense: y[row, col] += v row by row, a compiled loop run without the GIL
-    from scipy.sparse._sparsetools import csr_todense as _csr_add
-except ImportError:  # pragma: no cover - depends on the SciPy version
-    _csr_add = None
+def _compiled_adds():
+    """SciPy's sparse CSR-to-dense loop, ``y[row, col] += v`` row by row, compiled and run
+    without the GIL; ``None`` when this SciPy lacks it (a private function) or it does not
+    add as tested here, on a row that sends two values to one cell."""
+    try:
+        from scipy.sparse._sparsetools import csr_todense
+        y = np.zeros((1, 2), dtype=np.float32)
+        csr_todense(1, 2, np.array([0, 2], dtype=np.int64), np.array([1, 1], dtype=np.int64),
+                    np.array([1, 2], dtype=np.float32), y)
+    except Exception:  # pragma: no cover - depends on the SciPy version
+        return None
+    return csr_todense if y.tolist() == [[0.0, 3.0]] else None
+
+
+_csr_add = _compiled_adds()
 
 
 def _lead(a, geom):
