@@ -12,9 +12,11 @@ of the ``(m + 2)^nd`` transform points become a matrix product over channels::
     M[xi, g] = V[xi, g] @ U[xi, g]         V: (N*tiles x C_g) transformed input tiles
                                            U: (C_g x K_g) transformed kernels
 
-F(2, 3) uses the interpolation points 0, 1, -1, inf; F(4, 3) adds 2 and -2 and saves more
-multiplications (36 instead of 144 per 4x4 output tile in 2-D) but its transforms hold
-larger constants, so its float32 error is larger (measured in docs/algorithms.md).
+The transforms are built from interpolation points (:func:`transforms`). F(2, 3) uses the
+points 0, 1, -1, inf; F(4, 3) adds 2 and -2 and saves more multiplications (36 instead of
+144 per 4x4 output tile in 2-D); F(6, 3) adds 1/2 and -1/2 (64 instead of 324 per 6x6
+tile). Larger tiles hold larger constants, so their float32 error is larger, and their
+Kronecker transforms cost more per output (measured in docs/algorithms.md).
 :func:`tile_size` picks ``m``: 4 for 1-D and 2-D, 2 for 3-D, where the error of the
 216-point F(4x4x4, 3x3x3) transform grows too large.
 
@@ -37,6 +39,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 
@@ -52,35 +55,64 @@ from .phases import most, spans
 CACHE_BYTES = 2 << 20
 MIN_TILES = 128
 
+# The finite interpolation points of F(m, 3), m + 1 of them; the point at infinity is the
+# (m + 2)-th. Halves rather than +-3 keep the constants of F(6, 3) small.
+POINTS = {2: (0, 1, -1), 4: (0, 1, -1, 2, -2), 6: (0, 1, -1, 2, -2, Fraction(1, 2), Fraction(-1, 2))}
+
+
+def _monic(roots):
+    """Coefficients of ``prod_r (x - r)``, lowest power first, exact."""
+    c = [Fraction(1)]
+    for r in roots:
+        c = [lo - r * hi for hi, lo in zip(c + [0], [0] + c)]  # x c(x) - r c(x)
+    return c
+
+
+def transforms(points):
+    """``(B^T, G, A^T)`` of F(m, 3) from its ``m + 1`` finite ``points`` p_i and the point at
+    infinity (Cook and Toom; Lavin and Gray): ``(m+2) x (m+2)``, ``(m+2) x 3``, ``m x (m+2)``.
+
+    The full convolution ``c = a * g`` of ``m`` values ``a`` with 3 taps ``g`` is the product of
+    polynomials ``c(x) = a(x) g(x)`` of degree ``m + 1``, fixed by its values at the finite points
+    and its leading coefficient (its "value at infinity")::
+
+        c = W^-1 [ (E_3 g) . (E_m a) ],   E_q rows (1, p_i, ..., p_i^(q-1)) and (0, ..., 0, 1),  W = E_(m+2)
+
+    The correlation ``y_i = sum_j g_j d_(i+j)`` is the transpose of this map in ``a``::
+
+        y = E_m^T [ (E_3 g) . (W^-T d) ]
+
+    Row ``i`` of ``W^-T`` holds the coefficients of the Lagrange polynomial
+    ``prod_(j != i) (x - p_j) / N_i``, ``N_i = prod_(j != i) (p_i - p_j)``, and its last row those
+    of ``prod_j (x - p_j)``. Each point's row of ``B^T``, row of ``G`` and column of ``A^T`` may be
+    scaled by any three factors whose product is 1; the scaling chosen here:
+
+        B^T row i:     coefficients of prod_(j != i) (x - p_j)     (infinity: of prod_j (x - p_j))
+        G row i:       (1, p_i, p_i^2) / N_i                      (infinity: (0, 0, 1))
+        A^T column i:  (1, p_i, ..., p_i^(m-1))                   (infinity: (0, ..., 0, 1))
+
+    ``B^T`` monic and ``A^T`` the powers of the points hold only dyadic fractions for points
+    such as 0, +-1, +-2, +-1/2, which binary floating point stores exactly, so every rounded
+    constant (``1/N_i``: 1/6, 2/9, 1/90, 32/45, ...) is in ``G``, which is applied to the kernel
+    only. Moving a power of two between a point's rows would change no rounding."""
+    pts = [Fraction(p) for p in points]
+    m = len(pts) - 1
+    bt, g, at = [], [], [[Fraction(0)] * (m + 2) for _ in range(m)]
+    for i, p in enumerate(pts):
+        others = pts[:i] + pts[i + 1:]
+        n_i = math.prod((p - q for q in others), start=Fraction(1))
+        bt.append(_monic(others) + [Fraction(0)])
+        g.append([p ** k / n_i for k in range(3)])
+        for k in range(m):
+            at[k][i] = p ** k
+    bt.append(_monic(pts))
+    g.append([Fraction(0), Fraction(0), Fraction(1)])
+    at[-1][-1] = Fraction(1)
+    return tuple(np.array(t, dtype=float) for t in (bt, g, at))
+
+
 # (B^T, G, A^T) for F(m, 3).
-TRANSFORMS = {
-    2: (np.array([[1, 0, -1, 0],
-                  [0, 1, 1, 0],
-                  [0, -1, 1, 0],
-                  [0, 1, 0, -1]], dtype=float),
-        np.array([[1, 0, 0],
-                  [1 / 2, 1 / 2, 1 / 2],
-                  [1 / 2, -1 / 2, 1 / 2],
-                  [0, 0, 1]], dtype=float),
-        np.array([[1, 1, 1, 0],
-                  [0, 1, -1, -1]], dtype=float)),
-    4: (np.array([[4, 0, -5, 0, 1, 0],
-                  [0, -4, -4, 1, 1, 0],
-                  [0, 4, -4, -1, 1, 0],
-                  [0, -2, -1, 2, 1, 0],
-                  [0, 2, -1, -2, 1, 0],
-                  [0, 4, 0, -5, 0, 1]], dtype=float),
-        np.array([[1 / 4, 0, 0],
-                  [-1 / 6, -1 / 6, -1 / 6],
-                  [-1 / 6, 1 / 6, -1 / 6],
-                  [1 / 24, 1 / 12, 1 / 6],
-                  [1 / 24, -1 / 12, 1 / 6],
-                  [0, 0, 1]], dtype=float),
-        np.array([[1, 1, 1, 1, 1, 0],
-                  [0, 1, -1, 2, -2, 0],
-                  [0, 1, 1, 4, 4, 0],
-                  [0, 1, -1, 8, -8, 1]], dtype=float)),
-}
+TRANSFORMS = {m: transforms(p) for m, p in POINTS.items()}
 
 
 def supports(args):
@@ -275,7 +307,8 @@ def prepare(x, w, args, tile=None):
     non-finite operands: a tile's transform would spread NaN to the whole tile."""
     m = tile_size(args) if tile is None else tile
     if m not in TRANSFORMS:
-        raise ValueError(f"tile must be one of {tuple(TRANSFORMS)} (F(2, 3) or F(4, 3)), got {tile!r}")
+        raise ValueError(f"tile must be one of {tuple(TRANSFORMS)} (F(m, 3) with m outputs per tile and axis), "
+                         f"got {tile!r}")
     reason = supports(args)
     if reason:
         return reason
