@@ -96,6 +96,25 @@ def test_winograd_workspace_chunks_agree():
         convlab.set_workspace_limit(old)
 
 
+@pytest.mark.parametrize("tile", TILES)
+@pytest.mark.parametrize("x_shape,limit", [((2, 3, 13, 11), None), ((1, 2, 102, 96), None), ((3, 2, 40, 40), 1)],
+                         ids=["channel-chunks", "tile-row-chunks", "one-row-chunks"])
+def test_winograd_chunk_plans_match_direct(x_shape, limit, tile):
+    """Each way of cutting the work (output channels of all tiles, rows of tiles, one tile row
+    and one sample at a time under a tiny workspace limit) against the float64 direct sums."""
+    x, w = operands(x_shape, (8, x_shape[1], 3, 3))
+    args = args_of(x, w, dict(padding=1))
+    gy = np.random.default_rng(2).standard_normal((x_shape[0], 8) + x_shape[2:])
+    old = convlab.set_workspace_limit(limit) if limit else None
+    try:
+        y, gx = winograd.forward(x, w, args, tile=tile), winograd.grad_input(gy, w, args, tile=tile)
+    finally:
+        if limit:
+            convlab.set_workspace_limit(old)
+    assert_close(y, direct.forward(x, w, args), np.float64)
+    assert_close(gx, direct.grad_input(gy, w, args), np.float64)
+
+
 @pytest.mark.parametrize("kwargs,match", [
     (dict(w=np.zeros((2, 2, 5, 5))), r"F\(m, 3\) only: it needs a 3-tap kernel on every axis, got kernel \(5, 5\)"),
     (dict(w=np.zeros((2, 2, 3, 1))), r"got kernel \(3, 1\)"),
