@@ -53,6 +53,11 @@ def test_transforms_compute_the_correlation(m):
     assert all(dyadic)
 
 
+def test_transforms_need_distinct_points():
+    with pytest.raises(ValueError, match=r"points must be at least 2 distinct finite numbers, got \(0, 1, 1\)"):
+        winograd.transforms((0, 1, 1))
+
+
 @pytest.mark.parametrize("m", sorted(PUBLISHED))
 def test_transforms_are_the_published_ones_up_to_scaling(m):
     """Each point's row of B^T, row of G and column of A^T equal the published ones times
@@ -132,7 +137,7 @@ def test_winograd_rejects_what_it_cannot_compute(kwargs, match):
         convlab.conv2d_backward(np.zeros_like(y), algorithm="winograd", **args)
 
 
-@pytest.mark.parametrize("tile", [3, 8, "4"])
+@pytest.mark.parametrize("tile", [3, 8, "4", 4.0, True])
 def test_winograd_tile_must_be_two_four_or_six(tile):
     x, w = operands((1, 1, 8, 8), (1, 1, 3, 3))
     args = args_of(x, w, {})

@@ -96,6 +96,8 @@ def transforms(points):
     constant (``1/N_i``: 1/6, 2/9, 1/90, 32/45, ...) is in ``G``, which is applied to the kernel
     only. Moving a power of two between a point's rows would change no rounding."""
     pts = [Fraction(p) for p in points]
+    if len(pts) < 2 or len(set(pts)) < len(pts):
+        raise ValueError(f"points must be at least 2 distinct finite numbers, got {tuple(points)}")
     m = len(pts) - 1
     bt, g, at = [], [], [[Fraction(0)] * (m + 2) for _ in range(m)]
     for i, p in enumerate(pts):
@@ -308,7 +310,7 @@ def prepare(x, w, args, tile=None):
     """Winograd with ``tile`` outputs per tile (default :func:`tile_size`), or direct sums for
     non-finite operands: a tile's transform would spread NaN to the whole tile."""
     m = tile_size(args) if tile is None else tile
-    if m not in TRANSFORMS:
+    if isinstance(m, bool) or not isinstance(m, (int, np.integer)) or m not in TRANSFORMS:
         raise ValueError(f"tile must be one of {tuple(TRANSFORMS)} (F(m, 3) with m outputs per tile and axis), "
                          f"got {tile!r}")
     reason = supports(args)
