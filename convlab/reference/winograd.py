@@ -174,11 +174,13 @@ def _plan(args, m, itemsize, n):
     want = max(MIN_TILES, CACHE_BYTES // per_tile)
     want = min(want, -(-n * row * rows // workers))
     want = max(1, min(want, workspace_limit() // 2 // workers // per_tile))
+    # Steps no larger than ``want`` that cut evenly: the chunks are dealt round-robin, and
+    # uneven ones (tile rows 9 + 5 of 14) would leave one worker waiting.
     if want >= row * rows:  # whole samples
-        step = want // (row * rows)
+        step = _even(n, want // (row * rows))
         chunks = [(n0, min(n, n0 + step), 0, rows) for n0 in range(0, n, step)]
     else:
-        step = max(1, want // row)  # tile rows of one sample
+        step = _even(rows, max(1, want // row))  # tile rows of one sample
         chunks = [(n0, n0 + 1, r0, min(rows, r0 + step)) for n0 in range(n) for r0 in range(0, rows, step)]
     kg = args.out_channels // args.groups
     if n * row * rows >= workers * MIN_TILES or args.groups > 1 or kg < 2 * workers:
@@ -188,6 +190,11 @@ def _plan(args, m, itemsize, n):
     whole = [(0, n, 0, rows)]
     kb = -(-kg // workers)
     return [c + (k0, min(kg, k0 + kb)) for c in whole for k0 in range(0, kg, kb)]
+
+
+def _even(total, step):
+    """The smallest step that cuts ``total`` into as many pieces as ``step`` does."""
+    return -(-total // -(-total // step))
 
 
 def _gather(at, m, span, tiles, chunk):
