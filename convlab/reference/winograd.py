@@ -163,9 +163,10 @@ def _sample_blocks(args, m, itemsize):
 def _plan(args, m, itemsize, n):
     """Chunks ``(n0, n1, r0, r1, k0, k1)`` of ``n`` samples: samples ``n0:n1``, tile rows
     ``r0:r1`` of the first spatial axis, output channels ``k0:k1``. A chunk's transformed
-    tiles stay in cache, yet its products have at least ``MIN_TILES`` columns (each reads
-    the transformed kernel once); there are chunks for every worker, and all workers' chunks
-    together take at most half the workspace limit."""
+    tiles stay in cache, yet its products have about ``MIN_TILES`` columns or more (each
+    reads the transformed kernel once; the cut is evened out, which may take a few below);
+    there are chunks for every worker, all of one size, and all workers' chunks together
+    take at most half the workspace limit."""
     nd, workers = args.nd, _parallel.workers()
     tiles = _tiles_per_axis(args, m)
     points = (m + 2) ** nd
