@@ -1,7 +1,9 @@
-"""algorithm="winograd": both tile sizes, F(2, 3) and F(4, 3), against the loop oracle; its rejection
-messages and its measured float32 error bounds (the default tile against the loop oracle, PyTorch
-and finite differences: test_conv_matrix.py)."""
+"""algorithm="winograd": the transforms built from interpolation points against the correlation
+they compute and against Lavin and Gray's matrices; every tile size, F(2, 3), F(4, 3) and F(6, 3),
+against the loop oracle; its rejection messages and its measured float32 error bounds (the default
+tile against the loop oracle, PyTorch and finite differences: test_conv_matrix.py)."""
 import math
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -23,9 +25,62 @@ CASES = [
     ("3d", (1, 2, 6, 5, 7), (3, 2, 3, 3, 3), dict(padding=1)),
 ]
 IDS = [c[0] for c in CASES]
+TILES = [2, 4, 6]
+
+# Lavin and Gray's F(2, 3) and F(4, 3) (B^T, G, A^T), as printed in "Fast Algorithms for
+# Convolutional Neural Networks" (2016).
+PUBLISHED = {
+    2: ([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]],
+        [[1, 0, 0], [1 / 2, 1 / 2, 1 / 2], [1 / 2, -1 / 2, 1 / 2], [0, 0, 1]],
+        [[1, 1, 1, 0], [0, 1, -1, -1]]),
+    4: ([[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
+         [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]],
+        [[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
+         [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]],
+        [[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]]),
+}
 
 
-@pytest.mark.parametrize("tile", [2, 4])
+@pytest.mark.parametrize("m", TILES)
+def test_transforms_compute_the_correlation(m):
+    """y = A^T [ (G g) . (B^T d) ] is y_i = sum_j g_j d_(i+j) for any d and g (float64 against
+    NumPy's correlate), and only G holds constants that binary floating point rounds (B^T and
+    A^T hold small dyadic fractions)."""
+    bt, g, at = winograd.transforms(winograd.POINTS[m])
+    assert bt.shape == (m + 2, m + 2) and g.shape == (m + 2, 3) and at.shape == (m, m + 2)
+    rng = np.random.default_rng(m)
+    for _ in range(5):
+        d, k = rng.standard_normal(m + 2), rng.standard_normal(3)
+        np.testing.assert_allclose(at @ ((g @ k) * (bt @ d)), np.correlate(d, k, "valid"), rtol=0, atol=1e-13)
+    # Every float is a dyadic fraction; a rounded one (1/6) has a denominator near 2^55.
+    assert max(Fraction(v).denominator for v in np.concatenate([bt.ravel(), at.ravel()])) <= 32
+    assert (max(Fraction(v).denominator for v in g.ravel()) > 2 ** 40) == (m > 2)
+
+
+def test_transforms_need_distinct_points():
+    with pytest.raises(ValueError, match=r"points must be at least 2 distinct finite numbers, got \(0, 1, 1\)"):
+        winograd.transforms((0, 1, 1))
+
+
+@pytest.mark.parametrize("m", sorted(PUBLISHED))
+def test_transforms_are_the_published_ones_up_to_scaling(m):
+    """Each point's row of B^T, row of G and column of A^T equal the published ones times
+    factors b, c, a with a b c = 1 (F(4, 3): all 1; F(2, 3): the signs of 0 and infinity)."""
+    built = winograd.TRANSFORMS[m]
+    pub = [np.array(t, dtype=float) for t in PUBLISHED[m]]
+    factors = []
+    for ours, theirs in zip((built[0], built[1], built[2].T), (pub[0], pub[1], pub[2].T)):  # one row per point
+        assert ours.shape == theirs.shape
+        f = np.array([o[np.argmax(np.abs(t))] / t[np.argmax(np.abs(t))] for o, t in zip(ours, theirs)])
+        np.testing.assert_allclose(ours, f[:, None] * theirs, rtol=0, atol=1e-15)
+        factors.append(f)
+    np.testing.assert_allclose(np.prod(factors, axis=0), 1.0, rtol=1e-15)
+    if m == 4:
+        for ours, theirs in zip(built, pub):
+            np.testing.assert_array_equal(ours, theirs)
+
+
+@pytest.mark.parametrize("tile", TILES)
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("name,x_shape,w_shape,params", CASES, ids=IDS)
 def test_winograd_matches_loop_oracle(name, x_shape, w_shape, params, dtype, tile):
@@ -50,6 +105,25 @@ def test_winograd_workspace_chunks_agree():
         convlab.set_workspace_limit(old)
 
 
+@pytest.mark.parametrize("tile", TILES)
+@pytest.mark.parametrize("x_shape,limit", [((2, 3, 13, 11), None), ((1, 2, 102, 96), None), ((3, 2, 40, 40), 1)],
+                         ids=["channel-chunks", "tile-row-chunks", "one-row-chunks"])
+def test_winograd_chunk_plans_match_direct(x_shape, limit, tile):
+    """Each way of cutting the work (output channels of all tiles, rows of tiles, one tile row
+    and one sample at a time under a tiny workspace limit) against the float64 direct sums."""
+    x, w = operands(x_shape, (8, x_shape[1], 3, 3))
+    args = args_of(x, w, dict(padding=1))
+    gy = np.random.default_rng(2).standard_normal((x_shape[0], 8) + x_shape[2:])
+    old = convlab.set_workspace_limit(limit) if limit else None
+    try:
+        y, gx = winograd.forward(x, w, args, tile=tile), winograd.grad_input(gy, w, args, tile=tile)
+    finally:
+        if limit:
+            convlab.set_workspace_limit(old)
+    assert_close(y, direct.forward(x, w, args), np.float64)
+    assert_close(gx, direct.grad_input(gy, w, args), np.float64)
+
+
 @pytest.mark.parametrize("kwargs,match", [
     (dict(w=np.zeros((2, 2, 5, 5))), r"F\(m, 3\) only: it needs a 3-tap kernel on every axis, got kernel \(5, 5\)"),
     (dict(w=np.zeros((2, 2, 3, 1))), r"got kernel \(3, 1\)"),
@@ -67,10 +141,14 @@ def test_winograd_rejects_what_it_cannot_compute(kwargs, match):
         convlab.conv2d_backward(np.zeros_like(y), algorithm="winograd", **args)
 
 
-def test_winograd_tile_must_be_two_or_four():
+@pytest.mark.parametrize("tile", [3, 8, "4", 4.0, True])
+def test_winograd_tile_must_be_two_four_or_six(tile):
     x, w = operands((1, 1, 8, 8), (1, 1, 3, 3))
-    with pytest.raises(ValueError, match=r"tile must be one of \(2, 4\)"):
-        winograd.forward(x, w, args_of(x, w, {}), tile=3)
+    args = args_of(x, w, {})
+    for run in (lambda: winograd.forward(x, w, args, tile=tile), lambda: winograd.grad_input(x, w, args, tile=tile),
+                lambda: winograd.prepare(x, w, args, tile=tile)):
+        with pytest.raises(ValueError, match=r"tile must be one of \(2, 4, 6\) .* got " + repr(tile)):
+            run()
 
 
 def test_tile_rule():
@@ -83,8 +161,11 @@ def test_tile_rule():
 
 
 # The float32 error bounds documented in docs/algorithms.md (largest error relative to the
-# largest output, 32 channels, against float64): F(4, 3) trades accuracy for fewer products.
-BOUNDS = {(1, 2): 1e-6, (1, 4): 5e-6, (2, 2): 1e-6, (2, 4): 2e-5, (3, 2): 2e-6, (3, 4): 1e-4}
+# largest output, 32 channels, against float64): F(4, 3) and F(6, 3) trade accuracy for fewer
+# products.
+BOUNDS = {(1, 2): 1e-6, (1, 4): 5e-6, (1, 6): 5e-6,
+          (2, 2): 1e-6, (2, 4): 2e-5, (2, 6): 2e-5,
+          (3, 2): 2e-6, (3, 4): 1e-4, (3, 6): 2e-4}
 
 
 @pytest.mark.parametrize("nd", [1, 2, 3])
@@ -100,12 +181,12 @@ def test_winograd_float32_error_within_documented_bounds(nd):
     x32, w32, g32 = x.astype(np.float32), w.astype(np.float32), gy.astype(np.float32)
     for p, r in enumerate(refs):
         err = {}
-        for m in (2, 4):
+        for m in TILES:
             t = winograd.Tiles(m)
             got = (t.forward(x32, w32, args), t.grad_input(g32, w32, args))[p]
             err[m] = float(np.abs(got - r).max() / np.abs(r).max())
-        assert err[2] < BOUNDS[nd, 2] and err[4] < BOUNDS[nd, 4], (p, err)
-        assert err[4] > err[2], (p, err)
+        assert all(err[m] < BOUNDS[nd, m] for m in TILES), (p, err)
+        assert err[2] < err[4] and err[2] < err[6], (p, err)
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf])

@@ -12,11 +12,14 @@ of the ``(m + 2)^nd`` transform points become a matrix product over channels::
     M[xi, g] = V[xi, g] @ U[xi, g]         V: (N*tiles x C_g) transformed input tiles
                                            U: (C_g x K_g) transformed kernels
 
-F(2, 3) uses the interpolation points 0, 1, -1, inf; F(4, 3) adds 2 and -2 and saves more
-multiplications (36 instead of 144 per 4x4 output tile in 2-D) but its transforms hold
-larger constants, so its float32 error is larger (measured in docs/algorithms.md).
+The transforms are built from interpolation points (:func:`transforms`). F(2, 3) uses the
+points 0, 1, -1, inf; F(4, 3) adds 2 and -2 and saves more multiplications (36 instead of
+144 per 4x4 output tile in 2-D); F(6, 3) adds 1/2 and -1/2 (64 instead of 324 per 6x6
+tile). Larger tiles hold larger constants, so their float32 error is larger, and their
+Kronecker transforms cost more per output (measured in docs/algorithms.md).
 :func:`tile_size` picks ``m``: 4 for 1-D and 2-D unless the planes give too few tiles, 2
-for 3-D, where the error of the 216-point F(4x4x4, 3x3x3) transform grows too large.
+for 3-D, where the error of the 216-point F(4x4x4, 3x3x3) transform grows too large; never
+6, which was slower.
 
 How it runs: the input is copied once into a channel-last layout ``(N, *n, C)``, where each
 cell of a tile is a contiguous run of ``C`` values; chunks of tiles that stay in cache are
@@ -37,6 +40,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 
@@ -52,35 +56,66 @@ from .phases import most, spans
 CACHE_BYTES = 2 << 20
 MIN_TILES = 128
 
+# The finite interpolation points of F(m, 3), m + 1 of them; the point at infinity is the
+# (m + 2)-th. Halves rather than +-3 keep the constants of F(6, 3) small.
+POINTS = {2: (0, 1, -1), 4: (0, 1, -1, 2, -2), 6: (0, 1, -1, 2, -2, Fraction(1, 2), Fraction(-1, 2))}
+
+
+def _monic(roots):
+    """Coefficients of ``prod_r (x - r)``, lowest power first, exact."""
+    c = [Fraction(1)]
+    for r in roots:
+        c = [lo - r * hi for hi, lo in zip(c + [0], [0] + c)]  # x c(x) - r c(x)
+    return c
+
+
+def transforms(points):
+    """``(B^T, G, A^T)`` of F(m, 3) from its ``m + 1`` finite ``points`` p_i and the point at
+    infinity (Cook and Toom; Lavin and Gray): ``(m+2) x (m+2)``, ``(m+2) x 3``, ``m x (m+2)``.
+
+    The full convolution ``c = a * g`` of ``m`` values ``a`` with 3 taps ``g`` is the product of
+    polynomials ``c(x) = a(x) g(x)`` of degree ``m + 1``, fixed by its values at the finite points
+    and its leading coefficient (its "value at infinity")::
+
+        c = W^-1 [ (E_3 g) . (E_m a) ],   E_q rows (1, p_i, ..., p_i^(q-1)) and (0, ..., 0, 1),  W = E_(m+2)
+
+    The correlation ``y_i = sum_j g_j d_(i+j)`` is the transpose of this map in ``a``::
+
+        y = E_m^T [ (E_3 g) . (W^-T d) ]
+
+    Row ``i`` of ``W^-T`` holds the coefficients of the Lagrange polynomial
+    ``prod_(j != i) (x - p_j) / N_i``, ``N_i = prod_(j != i) (p_i - p_j)``, and its last row those
+    of ``prod_j (x - p_j)``. Each point's row of ``B^T``, row of ``G`` and column of ``A^T`` may be
+    scaled by any three factors whose product is 1; the scaling chosen here:
+
+        B^T row i:     coefficients of prod_(j != i) (x - p_j)     (infinity: of prod_j (x - p_j))
+        G row i:       (1, p_i, p_i^2) / N_i                      (infinity: (0, 0, 1))
+        A^T column i:  (1, p_i, ..., p_i^(m-1))                   (infinity: (0, ..., 0, 1))
+
+    ``B^T`` monic and ``A^T`` the powers of the points hold only dyadic fractions for points
+    such as 0, +-1, +-2, +-1/2, which binary floating point stores exactly, so every rounded
+    constant (``1/N_i``: 1/6, 2/9, 1/90, 32/45, ...) is in ``G``, which is applied to the kernel
+    only. Moving a power of two between a point's rows would change no rounding."""
+    pts = [Fraction(p) for p in points]
+    if len(pts) < 2 or len(set(pts)) < len(pts):
+        raise ValueError(f"points must be at least 2 distinct finite numbers, got {tuple(points)}")
+    m = len(pts) - 1
+    bt, g, at = [], [], [[Fraction(0)] * (m + 2) for _ in range(m)]
+    for i, p in enumerate(pts):
+        others = pts[:i] + pts[i + 1:]
+        n_i = math.prod((p - q for q in others), start=Fraction(1))
+        bt.append(_monic(others) + [Fraction(0)])
+        g.append([p ** k / n_i for k in range(3)])
+        for k in range(m):
+            at[k][i] = p ** k
+    bt.append(_monic(pts))
+    g.append([Fraction(0), Fraction(0), Fraction(1)])
+    at[-1][-1] = Fraction(1)
+    return tuple(np.array(t, dtype=float) for t in (bt, g, at))
+
+
 # (B^T, G, A^T) for F(m, 3).
-TRANSFORMS = {
-    2: (np.array([[1, 0, -1, 0],
-                  [0, 1, 1, 0],
-                  [0, -1, 1, 0],
-                  [0, 1, 0, -1]], dtype=float),
-        np.array([[1, 0, 0],
-                  [1 / 2, 1 / 2, 1 / 2],
-                  [1 / 2, -1 / 2, 1 / 2],
-                  [0, 0, 1]], dtype=float),
-        np.array([[1, 1, 1, 0],
-                  [0, 1, -1, -1]], dtype=float)),
-    4: (np.array([[4, 0, -5, 0, 1, 0],
-                  [0, -4, -4, 1, 1, 0],
-                  [0, 4, -4, -1, 1, 0],
-                  [0, -2, -1, 2, 1, 0],
-                  [0, 2, -1, -2, 1, 0],
-                  [0, 4, 0, -5, 0, 1]], dtype=float),
-        np.array([[1 / 4, 0, 0],
-                  [-1 / 6, -1 / 6, -1 / 6],
-                  [-1 / 6, 1 / 6, -1 / 6],
-                  [1 / 24, 1 / 12, 1 / 6],
-                  [1 / 24, -1 / 12, 1 / 6],
-                  [0, 0, 1]], dtype=float),
-        np.array([[1, 1, 1, 1, 1, 0],
-                  [0, 1, -1, 2, -2, 0],
-                  [0, 1, 1, 4, 4, 0],
-                  [0, 1, -1, 8, -8, 1]], dtype=float)),
-}
+TRANSFORMS = {m: transforms(p) for m, p in POINTS.items()}
 
 
 def supports(args):
@@ -103,7 +138,8 @@ def tile_size(args):
     Each point's product reads the whole transformed kernel (``points x K x C_g``) for a
     chunk of tiles; with fewer tiles than that (small planes: 32 F(4, 3) tiles at N = 8 on
     7x7) it is read for little work, and F(2, 3)'s four times more tiles and 16/36 of the
-    transformed kernel are faster (docs/algorithms.md)."""
+    transformed kernel are faster (docs/algorithms.md). F(6, 3) is reachable by ``tile=6``
+    only: it measured slower than F(4, 3) on every ResNet-50 3x3 layer."""
     if args.nd > 2:
         return 2
     tiles = args.batch * math.prod(_tiles_per_axis(args, 4))
@@ -136,9 +172,10 @@ def _sample_blocks(args, m, itemsize):
 def _plan(args, m, itemsize, n):
     """Chunks ``(n0, n1, r0, r1, k0, k1)`` of ``n`` samples: samples ``n0:n1``, tile rows
     ``r0:r1`` of the first spatial axis, output channels ``k0:k1``. A chunk's transformed
-    tiles stay in cache, yet its products have at least ``MIN_TILES`` columns (each reads
-    the transformed kernel once); there are chunks for every worker, and all workers' chunks
-    together take at most half the workspace limit."""
+    tiles stay in cache, yet its products have about ``MIN_TILES`` columns or more (each
+    reads the transformed kernel once; the cut is evened out, which may take a few below);
+    there are chunks for every worker, all of one size, and all workers' chunks together
+    take at most half the workspace limit."""
     nd, workers = args.nd, _parallel.workers()
     tiles = _tiles_per_axis(args, m)
     points = (m + 2) ** nd
@@ -147,11 +184,13 @@ def _plan(args, m, itemsize, n):
     want = max(MIN_TILES, CACHE_BYTES // per_tile)
     want = min(want, -(-n * row * rows // workers))
     want = max(1, min(want, workspace_limit() // 2 // workers // per_tile))
+    # Steps no larger than ``want`` that cut evenly: the chunks are dealt round-robin, and
+    # uneven ones (tile rows 9 + 5 of 14) would leave one worker waiting.
     if want >= row * rows:  # whole samples
-        step = want // (row * rows)
+        step = _even(n, want // (row * rows))
         chunks = [(n0, min(n, n0 + step), 0, rows) for n0 in range(0, n, step)]
     else:
-        step = max(1, want // row)  # tile rows of one sample
+        step = _even(rows, max(1, want // row))  # tile rows of one sample
         chunks = [(n0, n0 + 1, r0, min(rows, r0 + step)) for n0 in range(n) for r0 in range(0, rows, step)]
     kg = args.out_channels // args.groups
     if n * row * rows >= workers * MIN_TILES or args.groups > 1 or kg < 2 * workers:
@@ -161,6 +200,11 @@ def _plan(args, m, itemsize, n):
     whole = [(0, n, 0, rows)]
     kb = -(-kg // workers)
     return [c + (k0, min(kg, k0 + kb)) for c in whole for k0 in range(0, kg, kb)]
+
+
+def _even(total, step):
+    """The smallest step that cuts ``total`` into as many pieces as ``step`` does."""
+    return -(-total // -(-total // step))
 
 
 def _gather(at, m, span, tiles, chunk):
@@ -283,8 +327,9 @@ def prepare(x, w, args, tile=None):
     """Winograd with ``tile`` outputs per tile (default :func:`tile_size`), or direct sums for
     non-finite operands: a tile's transform would spread NaN to the whole tile."""
     m = tile_size(args) if tile is None else tile
-    if m not in TRANSFORMS:
-        raise ValueError(f"tile must be one of {tuple(TRANSFORMS)} (F(2, 3) or F(4, 3)), got {tile!r}")
+    if isinstance(m, bool) or not isinstance(m, (int, np.integer)) or m not in TRANSFORMS:
+        raise ValueError(f"tile must be one of {tuple(TRANSFORMS)} (F(m, 3) with m outputs per tile and axis), "
+                         f"got {tile!r}")
     reason = supports(args)
     if reason:
         return reason
