@@ -474,9 +474,11 @@ def lp_pool_grad(gy, x, p, geom):
     else:
         ax = xp.abs(x)
         per_cell = xp.where(ax != 0, xp.sign(x) * xp.where(ax != 0, ax, 1) ** (p - 1.0), 0)
-    grad = sum_pool_grad(per_window, geom) * per_cell
-    if not all_finite(per_cell):  # a non-finite cell that no window reads gets 0, not 0 * inf
-        grad = xp.where(xp.asarray(_spread_plan(geom)[2]), grad, 0)
+    grad = sum_pool_grad(per_window, geom)
+    grad *= per_cell
+    read = _spread_plan(geom)[2]
+    if not read.all() and not all_finite(per_cell):  # a non-finite cell no window reads gets 0, not 0 * inf
+        grad = xp.where(xp.asarray(read), grad, 0)
     return grad
 
 
