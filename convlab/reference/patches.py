@@ -127,8 +127,7 @@ def forward(x, w, args):
     def run(group, xt, b0):
         for i, r0, r1 in group:
             for g in range(args.groups):
-                out = _columns(y, args, b0 + i, r0, r1, g)
-                out[...] = matmul(wm[g], _patches(xt, args, i, r0, r1, g).T)
+                matmul(wm[g], _patches(xt, args, i, r0, r1, g).T, out=_columns(y, args, b0 + i, r0, r1, g))
 
     _each_block(run, x, args, x.itemsize)
     return y.reshape((args.batch, args.out_channels) + args.geom.out_size)
