@@ -219,28 +219,13 @@ def correlate(x, w, args, dtype, out_dtype=None):
     size = fft_size(geom)
     kg = args.out_channels // groups
     y = xp.empty((args.batch, args.out_channels) + geom.out_size, dtype=out_dtype or dtype)
-    yg = split_groups(y, groups)  # (N, G, K_g, *out)
     wg = grouped_weight(w, groups)  # (G, K_g, C_g, *k)
     nb, kb = _chunking(args, size, dtype, args.in_channels, kg)
-    ks = spans(kg, kb)
-    wspecs = [_conjugated(_kernel_spectrum(wg, args, size, dtype))] if len(ks) == 1 else None
-    for n0, n1 in spans(args.batch, nb):
-        spec = _rfftn(_padded(x[n0:n1], args, size, dtype), size, nd)
-        freq = spec.shape[:nd]
-        spec = _frequency_major(spec, nd)  # (F, G, nb, C_g)
-        for i, (k0, k1) in enumerate(ks):
-            wspec = wspecs[i] if wspecs else _conjugated(_kernel_spectrum(wg[:, k0:k1], args, size, dtype))
-            prod = matmul(spec, wspec)  # (F, G, nb, kb)
-            del wspec
-            z = _irfftn(prod.reshape(freq + prod.shape[1:]), size, nd)
-            del prod
-            yg[n0:n1, :, k0:k1] = _channels_first_view(z[_every(geom.stride, geom.out_size)], nd)
+    _contract(split_groups(y, groups), spans(args.batch, nb), spans(kg, kb),
+              lambda n0, n1: _rfftn(_padded(x[n0:n1], args, size, dtype), size, nd),
+              lambda k0, k1: _conjugated(_kernel_spectrum(wg[:, k0:k1], args, size, dtype)),
+              _every(geom.stride, geom.out_size), size, nd)
     return y
-
-
-def _channels_first_view(a, nd):
-    """``(*sp, G, N, R) -> (N, G, R, *sp)`` (a view)."""
-    return a.transpose((nd + 1, nd, nd + 2) + tuple(range(nd)))
 
 
 def convolve_transposed(gy, w, args, dtype, out_dtype=None):
@@ -251,28 +236,39 @@ def convolve_transposed(gy, w, args, dtype, out_dtype=None):
     size = fft_size(geom)
     cg = args.in_channels // groups
     gx = xp.empty((args.batch, args.in_channels) + geom.in_size, dtype=out_dtype or dtype)
-    gxg = split_groups(gx, groups)  # (N, G, C_g, *n)
     wg = grouped_weight(w, groups)  # (G, K_g, C_g, *k)
     nb, cb = _chunking(args, size, dtype, args.out_channels, cg)
-    cs = spans(cg, cb)
-    crop = tuple(slice(lo, lo + n) for n, (lo, _) in zip(geom.in_size, geom.pad))
-
-    def spectrum(c0, c1):  # (F, G, K_g, cb)
-        return _kernel_spectrum(wg[:, :, c0:c1], args, size, dtype).swapaxes(-1, -2)
-
-    wspecs = [spectrum(*cs[0])] if len(cs) == 1 else None
-    for n0, n1 in spans(args.batch, nb):
-        spec = _rfftn(_embed(_spatial_first(gy[n0:n1], groups, nd), size, nd, dtype, geom.stride), size, nd)
-        freq = spec.shape[:nd]
-        spec = _frequency_major(spec, nd)  # (F, G, nb, K_g)
-        for i, (c0, c1) in enumerate(cs):
-            wspec = wspecs[i] if wspecs else spectrum(c0, c1)
-            prod = matmul(spec, wspec)  # (F, G, nb, cb)
-            del wspec
-            gpad = _irfftn(prod.reshape(freq + prod.shape[1:]), size, nd)
-            del prod
-            gxg[n0:n1, :, c0:c1] = _channels_first_view(gpad[crop], nd)
+    _contract(split_groups(gx, groups), spans(args.batch, nb), spans(cg, cb),
+              lambda n0, n1: _rfftn(_embed(_spatial_first(gy[n0:n1], groups, nd), size, nd, dtype, geom.stride),
+                                    size, nd),
+              lambda c0, c1: _kernel_spectrum(wg[:, :, c0:c1], args, size, dtype).swapaxes(-1, -2),
+              tuple(slice(lo, lo + n) for n, (lo, _) in zip(geom.in_size, geom.pad)), size, nd)
     return gx
+
+
+def _contract(out, samples, channels, source, kernel, cells, size, nd):
+    """The loop of :func:`correlate` and :func:`convolve_transposed`: for each chunk of
+    ``samples``, the spectrum ``source(n0, n1)`` (``(*F, G, nb, S)``, ``S`` channels
+    contracted) times the kernel's spectrum ``kernel(r0, r1)`` (``(F, G, S, rb)``, made once
+    when ``channels`` is one chunk) for each chunk of ``channels``, back to space, and its
+    ``cells`` written into ``out[n0:n1, :, r0:r1]`` (``out``: ``(N, G, R, *sp)``)."""
+    kept = [kernel(*channels[0])] if len(channels) == 1 else None
+    for n0, n1 in samples:
+        spec = source(n0, n1)
+        freq = spec.shape[:nd]
+        spec = _frequency_major(spec, nd)  # (F, G, nb, S)
+        for i, (r0, r1) in enumerate(channels):
+            wspec = kept[i] if kept else kernel(r0, r1)
+            prod = matmul(spec, wspec)  # (F, G, nb, rb)
+            del wspec
+            z = _irfftn(prod.reshape(freq + prod.shape[1:]), size, nd)
+            del prod
+            out[n0:n1, :, r0:r1] = _channels_first_view(z[cells], nd)
+
+
+def _channels_first_view(a, nd):
+    """``(*sp, G, N, R) -> (N, G, R, *sp)`` (a view)."""
+    return a.transpose((nd + 1, nd, nd + 2) + tuple(range(nd)))
 
 
 def weight_gradient(gy, x, args, dtype):
