@@ -24,6 +24,19 @@ def _outer(factors):
     return np.einsum(spec, *factors)
 
 
+@pytest.mark.parametrize("name,x_shape,w_shape,params", CASES, ids=IDS)
+def test_forward_in_row_chunks_matches_loop_oracle(monkeypatch, name, x_shape, w_shape, params):
+    """One output row per chunk (the first spatial axis), the chunks on every core."""
+    monkeypatch.setattr(separable, "CACHE_BYTES", 1)
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal(x_shape)
+    factors = _factors(w_shape)
+    w = _outer(factors)
+    nd = len(x_shape) - 2
+    y = getattr(convlab, CONV[nd])(x, w, algorithm="separable", **params)
+    assert_close(y, naive_all(x, w, np.zeros_like(y), params)[0], np.float64, math.prod(w_shape[1:]))
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("name,x_shape,w_shape,params", CASES, ids=IDS)
 def test_separable_matches_loop_oracle(name, x_shape, w_shape, params, dtype):

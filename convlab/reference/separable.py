@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .. import _parallel
 from .._backend import get_array_module, workspace_limit
 from .._protocol import Prepared, all_finite
 from . import direct
@@ -105,6 +106,10 @@ def factored(w):
 
 # ----------------------------------------------------------------------------- passes
 
+# Bytes of one pass's array for a chunk of output rows: it stays in L2 while the taps pass.
+CACHE_BYTES = 1 << 19
+
+
 def _axis_geometry(spatial, axis, geom):
     """Geometry of the 1-D pass along ``axis`` over arrays of spatial size ``spatial``."""
     nd = geom.nd
@@ -150,10 +155,11 @@ def _passes(t, coefs, args):
     for axis, coef in enumerate(coefs):
         sub = _axis_geometry(t.shape[-geom.nd:], axis, geom)
         shape = t.shape[:2] + coef.shape[1:3] + sub.out_size
-        out, tmp = xp.zeros(shape, dtype=t.dtype), xp.empty(shape, dtype=t.dtype)
-        for m, tap in enumerate(_taps(axis, sub)):
-            xp.multiply(coef[:, :, :, m], tap_view(t, tap, sub), out=tmp)
-            out += tmp
+        out, tmp = xp.empty(shape, dtype=t.dtype), xp.empty(shape, dtype=t.dtype)
+        for m, tap in enumerate(_taps(axis, sub)):  # the first tap writes, the others add
+            xp.multiply(coef[:, :, :, m], tap_view(t, tap, sub), out=tmp if m else out)
+            if m:
+                out += tmp
         del tmp
         t = out
         ts.append(t)
@@ -167,16 +173,31 @@ def _padded_chunk(x, n0, n1, args):
 
 def forward_factors(x, factors, args):
     """``Z (N, K, *out)`` from ``x (N, C, *n)`` and factors ``[(K, C_g, k_a)] * nd``, in
-    chunks of samples and output channels."""
+    chunks of samples and output channels, and within them of output rows (the first
+    spatial axis), whose passes stay in cache and run on every core: each pass reads and
+    writes its whole array once per tap."""
     xp = get_array_module(x)
+    geom = args.geom
     coefs = [_coefficients(f, args) for f in factors]
-    y = xp.empty((args.batch, args.out_channels) + args.geom.out_size, dtype=x.dtype)
+    y = xp.empty((args.batch, args.out_channels) + geom.out_size, dtype=x.dtype)
     yg = split_groups(y, args.groups)
     samples, channels = _chunking(args, x.itemsize, 3)
     for n0, n1 in samples:
         t0 = _padded_chunk(x, n0, n1, args)
         for k0, k1 in channels:
-            yg[n0:n1, :, k0:k1] = _passes(t0, [c[:, k0:k1] for c in coefs], args)[-1].sum(axis=3)
+            cs = [c[:, k0:k1] for c in coefs]
+            row = (n1 - n0) * args.in_channels * (k1 - k0) * math.prod(geom.padded_size[1:]) * x.itemsize
+
+            def run(group):
+                s, reach = geom.stride[0], (geom.kernel[0] - 1) * geom.dilation[0] + 1
+                for r0, r1 in group:  # output rows r0:r1 read padded rows r0*s to (r1-1)*s + reach
+                    part = dataclasses.replace(geom, out_size=(r1 - r0,) + geom.out_size[1:])
+                    rows = dataclasses.replace(args, geom=part)
+                    t = t0[:, :, :, :, r0 * s:(r1 - 1) * s + reach]
+                    yg[n0:n1, :, k0:k1, r0:r1] = _passes(t, cs, rows)[-1].sum(axis=3)
+
+            step = max(1, min(CACHE_BYTES // max(1, row), -(-geom.out_size[0] // _parallel.workers())))
+            _parallel.map_groups(run, spans(geom.out_size[0], step), xp)
     return y
 
 
