@@ -12,7 +12,10 @@ The max and the sums run over kernel taps without a padded copy of the input: ea
 reads only its in-range cells (:func:`.windows.tap_boxes`), which is the same as padding
 with the identity of the reduction (``-inf``, 0); their adjoints add back onto the same
 cells. The planes (the leading axes) are taken a chunk at a time, so that a chunk's output
-stays in cache while every tap passes over it. Maxout is a max pool over the channel axis. Adaptive pools have bins of varying size (``convlab._params.adaptive_bins``)
+stays in cache while every tap passes over it. A max pool over few windows instead gathers
+all of them at once from a copy padded with ``-inf`` (:func:`_argmax_at_once`), where the
+calls of a pass per tap would cost more than the arithmetic. Maxout is a max pool over the
+channel axis. Adaptive pools have bins of varying size (``convlab._params.adaptive_bins``)
 rather than sliding windows, so they loop over their output cells instead.
 """
 from __future__ import annotations
@@ -214,7 +217,7 @@ def _first_inside(geom):
 def max_pool_argmax(x, geom, plane=False):
     """``(Y, T)``: the max of each window and the flat tap index ``T`` (row-major over the
     kernel; the smallest unsigned integer type that holds it) of its FIRST maximum (the first
-    NaN where the window holds one, as ``Y`` is NaN there). Padding is never read; a window
+    NaN where the window holds one, as ``Y`` is NaN there). Padding never wins; a window
     whose ``Y`` is ``-inf`` points to its first in-range tap. ``plane=True`` gives
     :func:`plane_index` of ``T`` instead (int64, -1 for a window with no input cell), made
     from each chunk while it is in cache.
@@ -360,14 +363,14 @@ def scatter_planes(gy, index, in_size):
     A chunk of planes at a time, so that its indices, gradients and sums stay in cache, the
     chunks on every core. The adds are SciPy's compiled CSR-to-dense loop, a plane's windows
     being a row (the windows in order, as ``np.add.at``, but without holding the GIL), or
-    ``np.add.at`` without it."""
+    ``np.add.at`` without it; on CuPy arrays one ``bincount`` of the flat cells."""
     xp = get_array_module(gy)
     planes, cells, outs = gy.shape[0] * gy.shape[1], math.prod(in_size), math.prod(gy.shape[2:])
     g, idx = gy.reshape(planes, outs), index.reshape(planes, outs)
     gx = xp.empty((planes, cells), dtype=gy.dtype)
 
     def chunk(p0, p1):
-        ic, gc, gxc, starts = idx[p0:p1], g[p0:p1], gx[p0:p1], _row_starts(p1 - p0, outs, xp)
+        ic, gc, gxc, keep = idx[p0:p1], g[p0:p1], gx[p0:p1], None
         if ic.size and int(ic.view(np.uint64).max()) >= cells:
             inside = (ic >= -1) & (ic < cells)
             if not bool(inside.all()):
@@ -375,18 +378,19 @@ def scatter_planes(gy, index, in_size):
                 raise ValueError(f"indices must lie in [-1, {cells}) (flat indices into planes of size "
                                  f"{tuple(in_size)}): window {j} of plane {p0 + plane} holds {int(ic[plane, j])}")
             keep = ic >= 0  # -1: a window with no input cell
-            starts = xp.concatenate((xp.zeros(1, dtype=np.int64), xp.cumsum(keep.sum(axis=1))))
-            ic, gc = ic[keep], gc[keep]
         if xp is np and _csr_add is not None:  # a plane's windows are a row: in order, as np.add.at
+            starts = _row_starts(p1 - p0, outs) if keep is None else np.concatenate(
+                (np.zeros(1, dtype=np.int64), np.cumsum(keep.sum(axis=1))))
             gxc.fill(0)
-            _csr_add(p1 - p0, cells, starts, ic, gc, gxc)
+            _csr_add(p1 - p0, cells, starts, ic if keep is None else ic[keep], gc if keep is None else gc[keep], gxc)
             return
-        flat = (xp.repeat(xp.arange(p1 - p0), xp.diff(starts)) * cells + ic.ravel())
+        flat = ic + xp.arange(p1 - p0, dtype=np.int64)[:, None] * cells
+        flat, gk = (flat, gc) if keep is None else (flat[keep], gc[keep])
         if xp is np:
             gxc.fill(0)
-            np.add.at(gxc.reshape(-1), flat, gc.ravel())
+            np.add.at(gxc.reshape(-1), flat.ravel(), gk.ravel())
         else:
-            gxc[...] = xp.bincount(flat, weights=gc.ravel(), minlength=gxc.size).reshape(gxc.shape)
+            gxc[...] = xp.bincount(flat.ravel(), weights=gk.ravel(), minlength=gxc.size).reshape(gxc.shape)
 
     # twice the planes of a chunk of the other pools: their fewer calls save more than the L2
     # misses cost (8% less CPU over 64 planes of 112 x 112)
@@ -399,12 +403,11 @@ def scatter_planes(gy, index, in_size):
 
 
 @functools.lru_cache(maxsize=64)
-def _row_starts(count, outs, xp):
+def _row_starts(count, outs):
     """Where each of ``count`` planes of ``outs`` windows starts among them, and their end:
     the row pointers of a CSR matrix whose rows are the planes (read-only)."""
-    starts = xp.arange(count + 1, dtype=np.int64) * outs
-    if xp is np:
-        starts.flags.writeable = False
+    starts = np.arange(count + 1, dtype=np.int64) * outs
+    starts.flags.writeable = False
     return starts
 
 
