@@ -28,6 +28,7 @@ Chunks are output rows of the first spatial axis of one sample; they run on ever
 """
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -170,8 +171,7 @@ def grad_input(gy, w, args):
 
     for b0, b1 in _blocks(args, gy.itemsize):
         gt = xp.zeros((b1 - b0,) + geom.padded_size + (args.in_channels,), dtype=gy.dtype)
-        chunks = _chunks(args, gy.itemsize, b1 - b0)
-        by_sample = [[c for c in chunks if c[0] == i] for i in range(b1 - b0)]
+        by_sample = [list(c) for _, c in itertools.groupby(_chunks(args, gy.itemsize, b1 - b0), key=lambda c: c[0])]
         _parallel.map_groups(lambda group: run(group, gt, b0), by_sample, xp, blas=True)
         channel_first(gt, tuple(lo for lo, _ in geom.pad), geom.in_size, out=gx[b0:b1])
     return gx
