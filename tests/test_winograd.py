@@ -108,11 +108,15 @@ def test_winograd_workspace_chunks_agree():
 @pytest.mark.parametrize("tile", TILES)
 @pytest.mark.parametrize("x_shape,limit", [((2, 3, 13, 11), None), ((1, 2, 102, 96), None), ((3, 2, 40, 40), 1)],
                          ids=["channel-chunks", "tile-row-chunks", "one-row-chunks"])
-def test_winograd_chunk_plans_match_direct(x_shape, limit, tile):
+def test_winograd_chunk_plans_match_direct(monkeypatch, x_shape, limit, tile):
     """Each way of cutting the work (output channels of all tiles, rows of tiles, one tile row
-    and one sample at a time under a tiny workspace limit) against the float64 direct sums."""
+    and one sample at a time under a tiny workspace limit) against the float64 direct sums,
+    on two workers whatever the machine (the plan depends on their number)."""
+    monkeypatch.setattr(_parallel, "workers", lambda: 2)
     x, w = operands(x_shape, (8, x_shape[1], 3, 3))
     args = args_of(x, w, dict(padding=1))
+    if x_shape == (2, 3, 13, 11) and tile == 4:  # few tiles: the chunks split the output channels
+        assert {c[4:] for c in winograd._plan(args, tile, 8, x_shape[0])} != {(0, 8)}
     gy = np.random.default_rng(2).standard_normal((x_shape[0], 8) + x_shape[2:])
     old = convlab.set_workspace_limit(limit) if limit else None
     try:

@@ -65,7 +65,7 @@ def _monic(roots):
     """Coefficients of ``prod_r (x - r)``, lowest power first, exact."""
     c = [Fraction(1)]
     for r in roots:
-        c = [lo - r * hi for hi, lo in zip(c + [0], [0] + c)]  # x c(x) - r c(x)
+        c = [below - r * same for same, below in zip(c + [0], [0] + c)]  # x c(x) - r c(x)
     return c
 
 
@@ -138,7 +138,9 @@ def tile_size(args):
     Each point's product reads the whole transformed kernel (``points x K x C_g``) for a
     chunk of tiles; with fewer tiles than that (small planes: 32 F(4, 3) tiles at N = 8 on
     7x7) it is read for little work, and F(2, 3)'s four times more tiles and 16/36 of the
-    transformed kernel are faster (docs/algorithms.md). F(6, 3) is reachable by ``tile=6``
+    transformed kernel are faster (docs/algorithms.md). The rule counts the machine's workers,
+    so a layer may take a different tile (and round differently, within the documented
+    bounds) on a machine with more cores. F(6, 3) is reachable by ``tile=6``
     only: it measured slower than F(4, 3) on every ResNet-50 3x3 layer."""
     if args.nd > 2:
         return 2
@@ -174,8 +176,8 @@ def _plan(args, m, itemsize, n):
     ``r0:r1`` of the first spatial axis, output channels ``k0:k1``. A chunk's transformed
     tiles stay in cache, yet its products have about ``MIN_TILES`` columns or more (each
     reads the transformed kernel once; the cut is evened out, which may take a few below);
-    there are chunks for every worker, all of one size, and all workers' chunks together
-    take at most half the workspace limit."""
+    there are chunks for every worker, cut as evenly as their count allows (the last may be
+    smaller), and all workers' chunks together take at most half the workspace limit."""
     nd, workers = args.nd, _parallel.workers()
     tiles = _tiles_per_axis(args, m)
     points = (m + 2) ** nd
@@ -184,8 +186,9 @@ def _plan(args, m, itemsize, n):
     want = max(MIN_TILES, CACHE_BYTES // per_tile)
     want = min(want, -(-n * row * rows // workers))
     want = max(1, min(want, workspace_limit() // 2 // workers // per_tile))
-    # Steps no larger than ``want`` that cut evenly: the chunks are dealt round-robin, and
-    # uneven ones (tile rows 9 + 5 of 14) would leave one worker waiting.
+    # Steps no larger than ``want`` that cut as evenly as the count of pieces allows: the
+    # chunks are dealt round-robin, and uneven ones (tile rows 9 + 5 of 14) would leave one
+    # worker waiting.
     if want >= row * rows:  # whole samples
         step = _even(n, want // (row * rows))
         chunks = [(n0, min(n, n0 + step), 0, rows) for n0 in range(0, n, step)]
