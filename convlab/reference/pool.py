@@ -487,19 +487,42 @@ def lp_pool_grad(gy, x, p, geom):
 
 # ----------------------------------------------------------------------------- maxout
 
-def _channels_last(a):
-    return get_array_module(a).moveaxis(a, 1, -1)
+def _pieces(a, geom):
+    """``(N, C, *sp) -> (N, C/pieces, pieces, *sp)`` (a view of a contiguous ``a``)."""
+    pieces = geom.kernel[0]
+    return a.reshape(a.shape[:1] + (a.shape[1] // pieces, pieces) + a.shape[2:])
 
 
 def maxout(x, geom):
-    """Max over each group of ``pieces`` consecutive channels: a max pool over the channel
-    axis, ``geom`` being its 1-d window (kernel = stride = pieces)."""
-    return get_array_module(x).moveaxis(max_pool(_channels_last(x), geom), -1, 1)
+    """Max over each group of ``pieces`` consecutive channels (``geom``: the 1-d window over
+    the channel axis, kernel = stride = pieces): the groups are an axis of their own, and
+    one reduction over it takes the max (NaN counts as the largest)."""
+    return _pieces(x, geom).max(axis=2)
 
 
 def maxout_grad(gy, x, geom):
-    """Adjoint of :func:`maxout`: each group's gradient goes to its first maximum."""
-    return get_array_module(gy).moveaxis(max_pool_grad(_channels_last(gy), _channels_last(x), geom), -1, 1)
+    """Adjoint of :func:`maxout`: each group's gradient goes to its first maximum (the first
+    NaN where there is one), found piece by piece against the group's max: a pass over each
+    piece's planes, where an ``argmax`` over the short pieces axis walks it cell by cell."""
+    xp = get_array_module(gy)
+    xg = _pieces(x, geom)
+    y = xg.max(axis=2)
+    nan = xp.isnan(y)
+    nan = nan if bool(nan.any()) else None
+    finite = all_finite(gy)  # then a product by the mask, several times cheaper than a select
+    gx = xp.empty(xg.shape, dtype=gy.dtype)
+    taken = xp.zeros(y.shape, dtype=bool)
+    for q in range(xg.shape[2]):
+        hit = xg[:, :, q] == y
+        if nan is not None:
+            hit |= nan & xp.isnan(xg[:, :, q])
+        hit &= ~taken
+        if finite:
+            xp.multiply(gy, hit, out=gx[:, :, q])
+        else:
+            gx[:, :, q] = xp.where(hit, gy, 0)
+        taken |= hit
+    return gx.reshape(x.shape)
 
 
 # ----------------------------------------------------------------------------- adaptive
