@@ -346,6 +346,8 @@ def max_pool_grad(gy, x, geom):
     xp = get_array_module(gy)
     arg = _planes(max_pool_argmax(x, geom)[1], geom)
     g = _planes(gy, geom)
+    if all_finite(gy):  # a product by the mask: several times cheaper than a select
+        return _spread(gy, geom, lambda t, p0, p1, dst: g[p0:p1][dst] * (arg[p0:p1][dst] == t))
     return _spread(gy, geom, lambda t, p0, p1, dst: xp.where(arg[p0:p1][dst] == t, g[p0:p1][dst], 0))
 
 
