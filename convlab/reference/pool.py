@@ -28,6 +28,7 @@ import numpy as np
 
 from .. import _parallel
 from .._backend import get_array_module
+from .._params import Geometry
 from .._protocol import all_finite
 from .windows import cells, covers, pad, tap_boxes
 
@@ -535,8 +536,55 @@ def _bins(bins):
         yield j, (Ellipsis,) + tuple(slice(*b[jj]) for b, jj in zip(bins, j))
 
 
+@functools.lru_cache(maxsize=256)
+def _uniform(bins):
+    """The geometry of a plain pool when the bins of every axis have one size and one
+    stride (an input size that is a multiple of the output's, or equal to it), else
+    ``None``: such an adaptive pool is that pool, whose passes sweep taps, not bins."""
+    kernel, stride = [], []
+    for b in bins:
+        sizes, steps = {e - s for s, e in b}, {q[0] - p[0] for p, q in zip(b, b[1:])}
+        if len(sizes) > 1 or len(steps) > 1 or 0 in steps:  # bins that repeat a cell are no pool
+            return None
+        kernel.append(sizes.pop())
+        stride.append(steps.pop() if steps else kernel[-1])
+    nd = len(bins)
+    return Geometry(tuple(b[-1][1] for b in bins), tuple(kernel), tuple(stride), (1,) * nd, ((0, 0),) * nd,
+                    tuple(len(b) for b in bins))
+
+
+def _tiles(geom):
+    """Whether the windows of ``geom`` tile its input: kernel = stride, no padding, no
+    remainder; the input is then ``(..., o_1, k_1, o_2, k_2, ...)``, one window per ``o``."""
+    return all(k == s and o * k == n and lo == hi == 0
+               for k, s, o, n, (lo, hi) in zip(geom.kernel, geom.stride, geom.out_size, geom.in_size, geom.pad))
+
+
+def _as_tiles(a, geom):
+    """``(..., *n) -> (..., *out, prod(kernel))`` for windows that tile the input (a copy)."""
+    nd, lead = geom.nd, a.shape[:a.ndim - geom.nd]
+    t = a.reshape(lead + tuple(v for o, k in zip(geom.out_size, geom.kernel) for v in (o, k)))
+    order = tuple(range(len(lead))) + tuple(len(lead) + 2 * i for i in range(nd)) + tuple(
+        len(lead) + 2 * i + 1 for i in range(nd))
+    t = get_array_module(a).ascontiguousarray(t.transpose(order))
+    return t.reshape(lead + geom.out_size + (math.prod(geom.kernel),))
+
+
+def _from_tiles(t, geom, lead):
+    """The inverse of :func:`_as_tiles`: ``(..., *out, prod(kernel)) -> (..., *n)``."""
+    nd, nl = geom.nd, len(lead)
+    t = t.reshape(lead + geom.out_size + geom.kernel)
+    order = tuple(range(nl)) + tuple(v for i in range(nd) for v in (nl + i, nl + nd + i))
+    return get_array_module(t).ascontiguousarray(t.transpose(order)).reshape(lead + geom.in_size)
+
+
 def adaptive_avg_pool(x, bins):
     """Mean over each bin: ``Y[j] = mean(V[start_j : end_j])`` per axis (PyTorch's bins)."""
+    geom = _uniform(bins)
+    if geom and _tiles(geom):
+        return _as_tiles(x, geom).mean(axis=-1)
+    if geom:
+        return avg_pool(x, geom)
     xp, nd = get_array_module(x), len(bins)
     y = xp.empty(x.shape[:-nd] + tuple(len(b) for b in bins), dtype=x.dtype)
     for j, sl in _bins(bins):
@@ -545,6 +593,13 @@ def adaptive_avg_pool(x, bins):
 
 
 def adaptive_avg_pool_grad(gy, in_size, bins):
+    geom = _uniform(bins)
+    if geom and _tiles(geom):
+        size = math.prod(geom.kernel)
+        tiles = get_array_module(gy).broadcast_to((gy / size)[..., None], gy.shape + (size,))
+        return _from_tiles(tiles, geom, gy.shape[:gy.ndim - geom.nd])
+    if geom:
+        return avg_pool_grad(gy, geom)
     xp, nd = get_array_module(gy), len(bins)
     gx = xp.zeros(gy.shape[:-nd] + tuple(in_size), dtype=gy.dtype)
     for j, sl in _bins(bins):
@@ -561,6 +616,12 @@ def _window_argmax(win, nd):
 def adaptive_max_pool(x, bins):
     """``(Y, I)``: the max over each bin and the flat index ``I`` into each input plane of its
     first maximum in row-major order (PyTorch's ``return_indices``)."""
+    geom = _uniform(bins)
+    if geom and _tiles(geom):
+        t = _as_tiles(x, geom)
+        return t.max(axis=-1), plane_index(t.argmax(axis=-1), geom)  # argmax: the first max (or NaN)
+    if geom:
+        return max_pool_argmax(x, geom, plane=True)
     xp, nd = get_array_module(x), len(bins)
     shape = x.shape[:-nd] + tuple(len(b) for b in bins)
     y = xp.empty(shape, dtype=x.dtype)
@@ -579,6 +640,15 @@ def adaptive_max_pool(x, bins):
 
 def adaptive_max_pool_grad(gy, x, bins):
     """Adjoint of :func:`adaptive_max_pool`: ``gy[j]`` goes to the first maximum of bin ``j``."""
+    geom = _uniform(bins)
+    if geom and _tiles(geom):
+        xp = get_array_module(gy)
+        t = _as_tiles(x, geom)
+        hit = xp.arange(t.shape[-1]) == t.argmax(axis=-1)[..., None]
+        g = gy[..., None]
+        return _from_tiles(g * hit if all_finite(gy) else xp.where(hit, g, 0), geom, gy.shape[:gy.ndim - geom.nd])
+    if geom:
+        return max_pool_grad(gy, x, geom)
     xp, nd = get_array_module(gy), len(bins)
     gx = xp.zeros(x.shape, dtype=gy.dtype)
     for j, sl in _bins(bins):
