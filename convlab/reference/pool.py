@@ -15,8 +15,10 @@ cells. The planes (the leading axes) are taken a chunk at a time, so that a chun
 stays in cache while every tap passes over it. A max pool over few windows instead gathers
 all of them at once from a copy padded with ``-inf`` (:func:`_argmax_at_once`), where the
 calls of a pass per tap would cost more than the arithmetic. Maxout is a max pool over the
-channel axis. Adaptive pools have bins of varying size (``convlab._params.adaptive_bins``)
-rather than sliding windows, so they loop over their output cells instead.
+channel axis, one reduction over an axis of its pieces. Adaptive pools have bins of
+varying size (``convlab._params.adaptive_bins``) rather than sliding windows, so they loop
+over their output cells instead, unless their bins have one size and one stride: then they
+are the plain pool (bins that tile the input reduce a copy laid out window by window).
 """
 from __future__ import annotations
 
