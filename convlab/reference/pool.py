@@ -341,17 +341,22 @@ def plane_index(arg, geom, out=None):
     return xp.add(of_tap.take(arg), of_window, out=out)
 
 
+def _select(hit, g, finite):
+    """``g`` where ``hit``, else 0 (``g`` broadcast against ``hit``): a product by the mask when
+    ``g`` is finite, several times cheaper than a select over a random mask; a select where
+    it is not, since 0 * inf is NaN."""
+    return g * hit if finite else get_array_module(g).where(hit, g, 0)
+
+
 def max_pool_grad(gy, x, geom):
     """Adjoint of :func:`max_pool` at ``x``: the whole of ``gy[j]`` goes to the first maximum
     of window ``j``. Written as one add per tap: for a fixed tap the windows read distinct
     cells, so each cell gathers from the windows whose winner it is, with no collisions
     (the form a GPU kernel gathers from)."""
-    xp = get_array_module(gy)
     arg = _planes(max_pool_argmax(x, geom)[1], geom)
     g = _planes(gy, geom)
-    if all_finite(gy):  # a product by the mask: several times cheaper than a select
-        return _spread(gy, geom, lambda t, p0, p1, dst: g[p0:p1][dst] * (arg[p0:p1][dst] == t))
-    return _spread(gy, geom, lambda t, p0, p1, dst: xp.where(arg[p0:p1][dst] == t, g[p0:p1][dst], 0))
+    finite = all_finite(gy)
+    return _spread(gy, geom, lambda t, p0, p1, dst: _select(arg[p0:p1][dst] == t, g[p0:p1][dst], finite))
 
 
 # ----------------------------------------------------------------------------- sums, average
@@ -514,7 +519,7 @@ def maxout_grad(gy, x, geom):
     y = xg.max(axis=2)
     nan = xp.isnan(y)
     nan = nan if bool(nan.any()) else None
-    finite = all_finite(gy)  # then a product by the mask, several times cheaper than a select
+    finite = all_finite(gy)
     gx = xp.empty(xg.shape, dtype=gy.dtype)
     taken = xp.zeros(y.shape, dtype=bool)
     for q in range(xg.shape[2]):
@@ -522,10 +527,7 @@ def maxout_grad(gy, x, geom):
         if nan is not None:
             hit |= nan & xp.isnan(xg[:, :, q])
         hit &= ~taken
-        if finite:
-            xp.multiply(gy, hit, out=gx[:, :, q])
-        else:
-            gx[:, :, q] = xp.where(hit, gy, 0)
+        gx[:, :, q] = _select(hit, gy, finite)
         taken |= hit
     return gx.reshape(x.shape)
 
@@ -648,7 +650,7 @@ def adaptive_max_pool_grad(gy, x, bins):
         t = _as_tiles(x, geom)
         hit = xp.arange(t.shape[-1]) == t.argmax(axis=-1)[..., None]
         g = gy[..., None]
-        return _from_tiles(g * hit if all_finite(gy) else xp.where(hit, g, 0), geom, gy.shape[:gy.ndim - geom.nd])
+        return _from_tiles(_select(hit, g, all_finite(gy)), geom, gy.shape[:gy.ndim - geom.nd])
     if geom:
         return max_pool_grad(gy, x, geom)
     xp, nd = get_array_module(gy), len(bins)
